@@ -1,0 +1,61 @@
+"""The KV cache: keys and values of past tokens, kept so each new token costs one step, not a re-run.
+
+Every layer owns a ``LayerCache`` of ``size`` slots; the token at position ``p`` goes to slot
+``p % size``. A global layer gets one slot per position it may ever see (``size = max_len``). A
+sliding layer never looks further back than its window, so it gets only ``window`` slots: a *ring
+buffer* in which each new token overwrites the one that just fell out of the window. Each slot
+remembers its position (``-1`` while empty), so attention builds its mask from positions and
+never cares in which order the ring holds them.
+"""
+
+import torch
+
+from .config import SLIDING
+
+
+class LayerCache:
+    def __init__(self, batch, kv_heads, size, head_dim, dtype, device=None):
+        self.size = size
+        self.k = torch.zeros(batch, kv_heads, size, head_dim, dtype=dtype, device=device)  # (B, K, S, hd)
+        self.v = torch.zeros_like(self.k)  # (B, K, S, hd)
+        self.pos = torch.full((size,), -1, dtype=torch.long, device=device)  # (S,) position in each slot
+        self.filled = 0  # slots [0, filled) have been written at least once
+
+    def update(self, k, v, positions):
+        """Add new keys/values; return what attention may look at: the old slots plus the new entries.
+
+        k, v: (B, K, T, hd); positions: (T,) -> k_all, v_all: (B, K, filled + T, hd), pos_all: (filled + T,)
+        """
+        k_all = torch.cat([self.k[:, :, :self.filled], k], dim=2)
+        v_all = torch.cat([self.v[:, :, :self.filled], v], dim=2)
+        pos_all = torch.cat([self.pos[:self.filled], positions])
+        n = min(k.shape[2], self.size)  # only the last `size` new entries can stay
+        slots = positions[-n:] % self.size
+        self.k[:, :, slots] = k[:, :, -n:]
+        self.v[:, :, slots] = v[:, :, -n:]
+        self.pos[slots] = positions[-n:]
+        self.filled = min(self.size, self.filled + k.shape[2])
+        return k_all, v_all, pos_all
+
+    @property
+    def nbytes(self):
+        return self.k.numel() * self.k.element_size() * 2
+
+
+class KVCache:
+    """One ``LayerCache`` per layer, sized by the layer's type; ``seen`` counts tokens processed."""
+
+    def __init__(self, config, batch: int, max_len: int, dtype=torch.float32, device=None):
+        if max_len > config.max_position_embeddings:
+            raise ValueError(f"a cache of {max_len} positions exceeds the model's context of "
+                             f"{config.max_position_embeddings}")
+        self.max_len, self.seen = max_len, 0
+        self.layers = []
+        for layer_type in config.layer_types:
+            size = min(config.sliding_window, max_len) if layer_type == SLIDING else max_len
+            self.layers.append(LayerCache(batch, config.num_key_value_heads, size, config.head_dim, dtype, device))
+
+    @property
+    def nbytes(self):
+        """Bytes the cache really holds (keys + values)."""
+        return sum(layer.nbytes for layer in self.layers)

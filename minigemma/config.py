@@ -1,0 +1,128 @@
+"""The numbers that define a Gemma text decoder, as a frozen dataclass.
+
+Field names equal the keys of a Hugging Face ``config.json`` (transformers 5.x), so a learner can
+put the two side by side. ``TextConfig.from_dict`` reads a ``config.json`` (or the ``text_config``
+inside a multimodal one) and ``TextConfig.from_gguf`` reads GGUF metadata. Anything we do not
+implement yet is refused with an error that names the field, never silently ignored.
+"""
+
+from dataclasses import dataclass, field, fields
+
+SLIDING, FULL = "sliding_attention", "full_attention"
+
+
+def default_layer_types(num_layers, pattern=6):
+    """Gemma 3: every ``pattern``-th layer is global (5 sliding : 1 global)."""
+    return tuple(FULL if (i + 1) % pattern == 0 else SLIDING for i in range(num_layers))
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    # Defaults are Gemma 3 270M (its GGUF metadata; HF google/gemma-3-270m config.json).
+    model_type: str = "gemma3_text"
+    vocab_size: int = 262144
+    hidden_size: int = 640
+    intermediate_size: int = 2048
+    num_hidden_layers: int = 18
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 1
+    head_dim: int = 256
+    rms_norm_eps: float = 1e-6
+    sliding_window: int = 512  # a sliding layer sees itself + the 511 tokens before
+    layer_types: tuple = default_layer_types(18)
+    # RoPE per layer type: {"full_attention": {"rope_type": "default", "rope_theta": 1e6}, ...}
+    rope_parameters: dict = field(default_factory=lambda: {
+        FULL: {"rope_type": "default", "rope_theta": 1_000_000.0},
+        SLIDING: {"rope_type": "default", "rope_theta": 10_000.0},
+    })
+    query_pre_attn_scalar: float = 256  # attention scores are scaled by query_pre_attn_scalar ** -0.5
+    final_logit_softcapping: float | None = None
+    max_position_embeddings: int = 32768
+    hidden_activation: str = "gelu_pytorch_tanh"
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self):
+        if self.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"model_type {self.model_type!r} is not supported; minigemma reads "
+                             f"{', '.join(SUPPORTED_MODEL_TYPES)}")
+        if len(self.layer_types) != self.num_hidden_layers:
+            raise ValueError(f"layer_types has {len(self.layer_types)} entries for {self.num_hidden_layers} layers")
+        for t in self.layer_types:
+            if t not in (SLIDING, FULL):
+                raise ValueError(f"layer type {t!r} is not supported (expected {SLIDING!r} or {FULL!r})")
+            rope = self.rope_parameters.get(t)
+            if rope is None:
+                raise ValueError(f"rope_parameters has no entry for {t!r}")
+            if rope.get("rope_type", "default") not in ("default", "linear"):
+                raise ValueError(f"rope_type {rope.get('rope_type')!r} ({t}) is not supported yet")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.hidden_activation != "gelu_pytorch_tanh":
+            raise ValueError(f"hidden_activation {self.hidden_activation!r} is not supported (Gemma uses gelu_pytorch_tanh)")
+        if not self.tie_word_embeddings:
+            raise ValueError("tie_word_embeddings=False is not supported: Gemma ties its output head to the embedding")
+
+    @property
+    def norm_offset(self) -> float:
+        """Gemma 3 norms scale by ``1 + w``; Gemma 4 norms scale by ``w``."""
+        return 1.0 if self.model_type.startswith("gemma3") else 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TextConfig":
+        """Read a transformers ``config.json`` dict (multimodal ones carry a ``text_config``)."""
+        if "text_config" in d:
+            d = d["text_config"]
+        d = dict(d)
+        # Fields that change the maths but that minigemma does not implement: refuse, by name.
+        for key, fine in UNSUPPORTED_IF_SET.items():
+            if key in d and d[key] not in fine:
+                raise ValueError(f"config field {key}={d[key]!r} is not supported by minigemma")
+        if "rope_parameters" not in d:  # transformers 4.x spelled RoPE as two flat fields
+            d["rope_parameters"] = {
+                FULL: {"rope_type": "default", "rope_theta": d.get("rope_theta", 1_000_000.0),
+                       **(d.get("rope_scaling") or {})},
+                SLIDING: {"rope_type": "default", "rope_theta": d.get("rope_local_base_freq", 10_000.0)},
+            }
+        if "layer_types" not in d:
+            d["layer_types"] = default_layer_types(d["num_hidden_layers"], d.get("sliding_window_pattern", 6))
+        d["layer_types"] = tuple(d["layer_types"])
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def from_gguf(cls, meta: dict) -> "TextConfig":
+        """Read GGUF metadata (llama.cpp's ``gemma3.*`` keys)."""
+        arch = meta.get("general.architecture")
+        if arch != "gemma3":
+            raise ValueError(f"GGUF architecture {arch!r} is not supported (expected 'gemma3')")
+
+        def get(key, default=None):
+            if f"gemma3.{key}" not in meta and default is None:
+                raise ValueError(f"GGUF metadata lacks 'gemma3.{key}'")
+            return meta.get(f"gemma3.{key}", default)
+
+        n_layers, hidden, heads = get("block_count"), get("embedding_length"), get("attention.head_count")
+        head_dim = get("attention.key_length")
+        full_rope = {"rope_type": "default", "rope_theta": float(get("rope.freq_base", 1_000_000.0))}
+        if meta.get("gemma3.rope.scaling.type") == "linear":  # Gemma 3 4B/12B/27B stretch global RoPE by 8
+            full_rope = {**full_rope, "rope_type": "linear", "factor": float(meta["gemma3.rope.scaling.factor"])}
+        return cls(
+            vocab_size=len(meta["tokenizer.ggml.tokens"]),
+            hidden_size=hidden, intermediate_size=get("feed_forward_length"), num_hidden_layers=n_layers,
+            num_attention_heads=heads, num_key_value_heads=get("attention.head_count_kv"), head_dim=head_dim,
+            rms_norm_eps=get("attention.layer_norm_rms_epsilon"), sliding_window=get("attention.sliding_window"),
+            layer_types=default_layer_types(n_layers),  # GGUF does not store the 5:1 pattern
+            # The local base 1e4 is not stored either; llama.cpp and transformers both assume it.
+            rope_parameters={FULL: full_rope, SLIDING: {"rope_type": "default", "rope_theta": 10_000.0}},
+            # llama.cpp: 27B (62 layers) scales by hidden/heads, every other size by head_dim.
+            query_pre_attn_scalar=hidden // heads if n_layers == 62 else head_dim,
+            max_position_embeddings=get("context_length"),
+        )
+
+
+SUPPORTED_MODEL_TYPES = ("gemma3_text", "gemma3")
+UNSUPPORTED_IF_SET = {  # field -> values we accept
+    "attn_logit_softcapping": (None,),
+    "use_bidirectional_attention": (False, None),
+    "attention_bias": (False,),
+}

