@@ -92,3 +92,37 @@ def corpus():
 @pytest.fixture(scope="session")
 def sample_text():
     return (DATA / "sample_text.txt").read_text(encoding="utf-8")
+
+
+def perturb_norms(model, seed=0):
+    """Move every norm weight away from its init, so a missing `1 +` offset cannot hide."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(0.5 * torch.randn(p.shape, generator=gen))
+
+
+def make_tiny_gemma3(out_dir, tokenizer_dir, **overrides):
+    """Save a small random Gemma3ForCausalLM with transformers (safetensors + config.json + tokenizer.json).
+
+    Defaults: 7 layers (5 sliding, 1 global, 1 sliding), window 8, GQA 4:2, head_dim 16,
+    query_pre_attn_scalar 20 (not head_dim), full vocabulary so the real tokenizer fits.
+    """
+    import shutil
+
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    kwargs = dict(vocab_size=262144, hidden_size=48, intermediate_size=96, num_hidden_layers=7,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=8,
+                  query_pre_attn_scalar=20, max_position_embeddings=256, rms_norm_eps=1e-6,
+                  rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                                   "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}})
+    save_kwargs = {"max_shard_size": overrides.pop("max_shard_size")} if "max_shard_size" in overrides else {}
+    kwargs.update(overrides)
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(Gemma3TextConfig(**kwargs)).eval()
+    perturb_norms(model)
+    model.save_pretrained(out_dir, **save_kwargs)
+    shutil.copy(tokenizer_dir / "tokenizer.json", Path(out_dir) / "tokenizer.json")
+    return model
