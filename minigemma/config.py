@@ -50,9 +50,9 @@ class TextConfig:
         for t in self.layer_types:
             if t not in (SLIDING, FULL):
                 raise ValueError(f"layer type {t!r} is not supported (expected {SLIDING!r} or {FULL!r})")
-            rope = self.rope_parameters.get(t)
-            if rope is None:
+            if t not in self.rope_parameters:
                 raise ValueError(f"rope_parameters has no entry for {t!r}")
+        for t, rope in self.rope_parameters.items():
             if rope.get("rope_type", "default") not in ("default", "linear"):
                 raise ValueError(f"rope_type {rope.get('rope_type')!r} ({t}) is not supported yet")
         if self.num_attention_heads % self.num_key_value_heads:

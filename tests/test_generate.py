@@ -1,0 +1,105 @@
+"""Generation: sampling options, streaming, clear errors, and the command line."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import minigemma
+from minigemma import generate, generate_ids, stream_generate
+from minigemma.generate import sample_next
+
+from .conftest import ROOT, make_tiny_gemma3
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, hf_tokenizer_dir):
+    """A small random model whose context is only 256 positions."""
+    d = tmp_path_factory.mktemp("tiny")
+    make_tiny_gemma3(d, hf_tokenizer_dir)
+    return minigemma.load(d, progress=False)
+
+
+def test_greedy_is_deterministic_and_top_k_1_is_greedy(tiny):
+    model, tok = tiny
+    a = generate(model, tok, "hello", max_new_tokens=10)
+    assert a == generate(model, tok, "hello", max_new_tokens=10)
+    assert a == generate(model, tok, "hello", max_new_tokens=10, temperature=0.8, top_k=1, seed=3)
+
+
+def test_seed_makes_sampling_reproducible(tiny):
+    model, tok = tiny
+    runs = [generate(model, tok, "hello", max_new_tokens=12, temperature=1.0, seed=s) for s in (1, 1, 2)]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    draws = {sample_next(logits, 1.0, top_p=0.75, generator=torch.Generator().manual_seed(s)) for s in range(200)}
+    assert draws == {0, 1}  # 0.5 alone < 0.75; 0.5 + 0.3 reaches it
+    draws = {sample_next(logits, 1.0, top_k=3, generator=torch.Generator().manual_seed(s)) for s in range(300)}
+    assert draws == {0, 1, 2}
+
+
+def test_streaming_pieces_add_up_to_the_text(gemma):
+    model, tok = gemma
+    pieces = list(stream_generate(model, tok, "The capital of France is", max_new_tokens=12))
+    assert len(pieces) > 3
+    streamed = []
+    text = generate(model, tok, "The capital of France is", max_new_tokens=12, stream=streamed.append)
+    assert "".join(pieces) == "".join(streamed) == text
+    ids = list(generate_ids(model, tok.encode("The capital of France is", add_bos=True), max_new_tokens=12))
+    assert text == tok.decode(ids)
+
+
+def test_stops_at_eos(tiny):
+    model, tok = tiny
+    ids = tok.encode("hello", add_bos=True)
+    first = next(generate_ids(model, ids, max_new_tokens=1))
+    assert list(generate_ids(model, ids, max_new_tokens=5, stop_ids={first})) == []
+
+
+def test_prompt_longer_than_the_context(tiny):
+    model, tok = tiny
+    with pytest.raises(ValueError, match="the prompt has 300 tokens, longer than the model's context of 256"):
+        generate(model, tok, [5] * 300)
+    with pytest.raises(ValueError, match=r"plus max_new_tokens \(64\) exceeds the model's context of 256; "
+                                         r"ask for at most 56 new tokens"):
+        generate(model, tok, [5] * 200, max_new_tokens=64)
+
+
+def test_ids_outside_the_vocabulary(tiny):
+    model, tok = tiny
+    with pytest.raises(ValueError, match="token id 262144 is outside the vocabulary"):
+        generate(model, tok, [2, 262144])
+    with pytest.raises(ValueError, match="token id -1 is outside the vocabulary"):
+        model(torch.tensor([[2, -1]]))
+
+
+def test_bad_sampling_options():
+    logits = torch.zeros(5)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        sample_next(logits, -1.0)
+    with pytest.raises(ValueError, match="top_p must be in"):
+        sample_next(logits, 1.0, top_p=1.5)
+    with pytest.raises(ValueError, match="top_k must be >= 1"):
+        sample_next(logits, 1.0, top_k=0)
+
+
+def test_empty_prompt(tiny):
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        list(generate_ids(tiny[0], [], max_new_tokens=3))
+
+
+def test_cli_streams_a_continuation_from_the_real_model():
+    out = subprocess.run([sys.executable, "-m", "minigemma", "generate", "The capital of France is",
+                          "--max-new-tokens", "8"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("The capital of France is") and len(out.stdout) > len("The capital of France is") + 10
+
+
+def test_cli_reports_errors_cleanly(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "minigemma", "generate", "x", "--model", str(tmp_path / "nope")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
