@@ -1,0 +1,118 @@
+"""Pictures for the course: tokens, masks, attention maps, next-token probabilities.
+
+Every function returns something a notebook can display (a matplotlib figure, HTML, or an
+ipywidgets view) and is importable on its own so tests can run it. matplotlib, IPython and
+ipywidgets are imported inside the functions: ``import minigemma`` never needs them.
+"""
+
+import html
+
+import torch
+
+PALETTE = ["#fde2e4", "#e2ece9", "#dfe7fd", "#fff1c1", "#e8dff5", "#d7f9f1", "#fce1e4", "#eaf4d3"]
+
+
+def tokens_html(tokenizer, text, add_bos=False):
+    """Colour-coded tokenisation: one coloured box per token, its id on hover."""
+    from IPython.display import HTML
+
+    spans = []
+    for n, i in enumerate(tokenizer.encode(text, add_bos=add_bos)):
+        piece = tokenizer.id_to_piece(i)
+        shown = html.escape(piece.replace("\n", "↵").replace("\t", "→").replace(" ", "▁"))
+        spans.append(f'<span title="id {i}" style="background:{PALETTE[n % len(PALETTE)]};'
+                     f'padding:1px 2px;margin:1px;border-radius:3px;font-family:monospace">{shown}</span>')
+    return HTML('<div style="line-height:2">' + "".join(spans) + "</div>")
+
+
+def plot_next_tokens(logits, tokenizer, k=10, title="Next-token probabilities"):
+    """logits: (vocab,) -> horizontal bar chart of the k most likely next tokens."""
+    import matplotlib.pyplot as plt
+
+    probs = logits.float().softmax(-1)
+    top = torch.topk(probs, k)
+    labels = [repr(tokenizer.decode([i])) for i in top.indices.tolist()]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * k + 0.8))
+    ax.barh(range(k)[::-1], top.values.tolist(), color="#4c72b0")
+    ax.set_yticks(range(k)[::-1], labels)
+    ax.set_xlabel("probability")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mask(mask, title="", ax=None):
+    """(T, S) bool mask -> grid: dark = may attend. Rows are queries, columns keys."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 3.2))
+    ax.imshow(mask.float().numpy(), cmap="Blues", vmin=0, vmax=1.3)
+    ax.set_title(title)
+    ax.set_xlabel("key position")
+    ax.set_ylabel("query position")
+    return ax.figure
+
+
+@torch.no_grad()
+def attention_maps(model, input_ids):
+    """Run the model once and return each layer's attention probabilities: list of (H, T, T)."""
+    attns = [layer.self_attn for layer in model.layers]
+    for a in attns:
+        a.record_probs = True
+    try:
+        model(input_ids)
+        return [a.probs[0].float() for a in attns]
+    finally:
+        for a in attns:
+            a.record_probs = False
+            a.probs = None
+
+
+def plot_attention(probs, labels=None, title="", ax=None):
+    """probs: (T, S) -> heat map of who attends to whom."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 5))
+    ax.imshow(probs.numpy() ** 0.5, cmap="viridis")  # square root: faint links stay visible
+    if labels is not None and len(labels) <= 40:
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_title(title)
+    return ax.figure
+
+
+def attention_explorer(model, tokenizer, text):
+    """An ipywidgets view: choose a layer and a head, see its attention map over ``text``."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    ids = torch.tensor([tokenizer.encode(text, add_bos=True)])
+    maps = attention_maps(model, ids)
+    labels = [tokenizer.decode([i]) for i in ids[0].tolist()]
+    kinds = model.config.layer_types
+
+    def show(layer, head):
+        fig, ax = plt.subplots(figsize=(5.5, 5.5))
+        plot_attention(maps[layer][head], labels, f"layer {layer} ({kinds[layer].split('_')[0]}), head {head}", ax)
+        plt.show()
+
+    return widgets.interactive(show, layer=widgets.IntSlider(0, 0, len(maps) - 1, description="layer"),
+                               head=widgets.IntSlider(0, 0, maps[0].shape[0] - 1, description="head"))
+
+
+def plot_rope_angles(inv_freqs: dict, positions=64):
+    """{label: (d/2,) frequencies} -> how far each dimension pair has turned after each position."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(inv_freqs), figsize=(5 * len(inv_freqs), 3.2), squeeze=False)
+    pos = torch.arange(positions).float()
+    for ax, (label, f) in zip(axes[0], inv_freqs.items()):
+        angles = torch.remainder(pos[:, None] * f[None, :], 2 * torch.pi)  # (positions, d/2)
+        ax.imshow(angles.T.numpy(), aspect="auto", cmap="twilight", vmin=0, vmax=2 * torch.pi)
+        ax.set_title(label)
+        ax.set_xlabel("position")
+        ax.set_ylabel("dimension pair i")
+    fig.tight_layout()
+    return fig

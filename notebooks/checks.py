@@ -1,0 +1,124 @@
+"""Checkers for the notebooks' exercises. Each compares your function with minigemma's own
+answer on inputs you have not seen, and says what is wrong. Solutions: ../solutions/."""
+
+import torch
+
+import minigemma
+from minigemma.attention import attention_mask
+from minigemma.norm import RMSNorm
+
+
+def _attempt(n, fn, *args):
+    """Call the learner's function; None means 'not attempted yet' (the stub raises NotImplementedError)."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        print(f"Exercise {n}: not attempted yet. Fill in the function above and run this cell again.")
+        return None
+
+
+def _ok(n):
+    print(f"Exercise {n}: correct!")
+
+
+# --- 00_tour ---------------------------------------------------------------------------------
+def check_exercise_0_1(fn, model, tokenizer):
+    """fn(model, ids, n) -> n greedy ids, computed WITHOUT a cache (re-run the whole sequence)."""
+    ids = tokenizer.encode("Water boils at", add_bos=True)
+    got = _attempt("0.1", fn, model, ids, 5)
+    if got is None:
+        return
+    want = list(minigemma.generate_ids(model, ids, max_new_tokens=5))
+    assert list(got) == want, f"expected ids {want} ({tokenizer.decode(want)!r}), got {list(got)}"
+    _ok("0.1")
+
+
+def check_exercise_0_2(fn, model, tokenizer):
+    """fn(model, tokenizer, prompt, word) -> probability that `word` is the next token."""
+    got = _attempt("0.2", fn, model, tokenizer, "The sun rises in the", " east")
+    if got is None:
+        return
+    ids = torch.tensor([tokenizer.encode("The sun rises in the", add_bos=True)])
+    with torch.no_grad():
+        p = model(ids)[0, -1].softmax(-1)[tokenizer.encode(" east")[0]].item()
+    assert abs(float(got) - p) < 1e-4, f"expected about {p:.4f}, got {float(got):.4f} (did you softmax the last position?)"
+    _ok("0.2")
+
+
+# --- 01_tokenizer ----------------------------------------------------------------------------
+def check_exercise_1_1(fn, tokenizer):
+    """fn(tokenizer, ids) -> text, decoding byte pieces <0xNN> as UTF-8 (no skipping)."""
+    text = "naïve 日本 🎉 𓀀 ok"
+    ids = tokenizer.encode(text)
+    got = _attempt("1.1", fn, tokenizer, ids)
+    if got is None:
+        return
+    assert got == text, f"expected {text!r}, got {got!r}"
+    _ok("1.1")
+
+
+def check_exercise_1_2(fn, tokenizer):
+    """fn(tokenizer, text) -> number of tokens per character (a float), without <bos>."""
+    for text in ["hello world", "東京は日本の首都です", "🎉🎉🎉"]:
+        got = _attempt("1.2", fn, tokenizer, text)
+        if got is None:
+            return
+        want = len(tokenizer.encode(text)) / len(text)
+        assert abs(float(got) - want) < 1e-9, f"{text!r}: expected {want:.3f}, got {got}"
+    _ok("1.2")
+
+
+def check_exercise_1_3(fn):
+    """fn(symbols, pair) -> symbols with every left-to-right, non-overlapping occurrence of pair merged."""
+    cases = [(["a", "a", "a", "b"], ("a", "a"), ["aa", "a", "b"]),
+             (["l", "o", "w", "l", "o"], ("l", "o"), ["lo", "w", "lo"]),
+             (["x"], ("x", "y"), ["x"])]
+    for symbols, pair, want in cases:
+        got = _attempt("1.3", fn, list(symbols), pair)
+        if got is None:
+            return
+        assert list(got) == want, f"merge {pair} in {symbols}: expected {want}, got {got}"
+    _ok("1.3")
+
+
+# --- 02_gemma_decoder ------------------------------------------------------------------------
+def check_exercise_2_1(fn):
+    """fn(T, window) -> (T, T) bool sliding-window causal mask."""
+    for T, window in [(6, 3), (10, 1), (5, 8)]:
+        got = _attempt("2.1", fn, T, window)
+        if got is None:
+            return
+        pos = torch.arange(T)
+        want = attention_mask(pos, pos, window)
+        assert got.shape == want.shape and torch.equal(got.bool(), want), \
+            f"T={T}, window={window}: expected\n{want.int()}\ngot\n{got.int()}"
+    _ok("2.1")
+
+
+def check_exercise_2_2(fn):
+    """fn(x, weight, eps) -> Gemma 3 RMSNorm of x (scale 1 + weight), computed in float32."""
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(3, 7, 16, generator=gen), torch.randn(16, generator=gen)
+    got = _attempt("2.2", fn, x, w, 1e-6)
+    if got is None:
+        return
+    norm = RMSNorm(16, 1e-6, offset=1.0)
+    with torch.no_grad():
+        norm.weight.copy_(w)
+        want = norm(x)
+    torch.testing.assert_close(got, want, msg=lambda m: f"RMSNorm differs (is the scale 1 + weight?): {m}")
+    _ok("2.2")
+
+
+def check_exercise_2_3(fn, model):
+    """fn(model) -> dict with the parameter counts of 'embedding', 'attention', 'mlp', 'norms'."""
+    got = _attempt("2.3", fn, model)
+    if got is None:
+        return
+    want = {"embedding": 0, "attention": 0, "mlp": 0, "norms": 0}
+    for name, p in model.named_parameters():
+        kind = ("embedding" if "embed" in name else "norms" if "norm" in name
+                else "attention" if "self_attn" in name else "mlp")
+        want[kind] += p.numel()
+    assert dict(got) == want, f"expected {want}, got {dict(got)}"
+    _ok("2.3")
