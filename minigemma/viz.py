@@ -95,7 +95,8 @@ def attention_explorer(model, tokenizer, text):
 
     def show(layer, head):
         fig, ax = plt.subplots(figsize=(5.5, 5.5))
-        plot_attention(maps[layer][head], labels, f"layer {layer} ({kinds[layer].split('_')[0]}), head {head}", ax)
+        kind = "sliding" if kinds[layer] == "sliding_attention" else "global"
+        plot_attention(maps[layer][head], labels, f"layer {layer} ({kind}), head {head}", ax)
         plt.show()
 
     return widgets.interactive(show, layer=widgets.IntSlider(0, 0, len(maps) - 1, description="layer"),
