@@ -8,7 +8,8 @@ Gemma's vocabulary was trained with SentencePiece in BPE mode. Encoding a string
 2. **Spaces become ``▁``** (U+2581) in the rest. Gemma adds no "dummy prefix" space at the start.
 3. **BPE merges.** Start from single characters; repeatedly merge the adjacent pair whose merged
    piece is best (highest score in a SentencePiece/GGUF vocabulary, lowest merge rank in a Hugging
-   Face ``tokenizer.json``), leftmost on ties. A heap of candidate pairs keeps this O(n log n).
+   Face ``tokenizer.json``), leftmost on ties. A heap of candidate pairs keeps this O(n log n);
+   cutting the text where no merge can cross and caching each word makes repeated words free.
 4. **Byte fallback.** A piece that is not in the vocabulary (a rare character) is spelled as its
    UTF-8 bytes, using the 256 pieces ``<0x00>`` ... ``<0xFF>``.
 
@@ -58,6 +59,14 @@ class Tokenizer:
             self._special_first.setdefault(p[0], set()).add(len(p))
         self._special_first = {c: sorted(ls, reverse=True) for c, ls in self._special_first.items()}
         self.byte_ids = [self.piece_to_id.get(f"<0x{b:02X}>") for b in range(256)]
+        # Pieces with a '▁' after their first character can merge across a word boundary; we index
+        # them by the character before that '▁' so _words() can find the boundaries BPE never crosses.
+        self._bridges = {}  # char before the inner '▁' -> [(piece, offset of the '▁')]
+        for p in self.mergeable:
+            for o in range(1, len(p)):
+                if p[o] == SPACE:
+                    self._bridges.setdefault(p[o - 1], []).append((p, o))
+        self._cache = {}  # word -> ids
 
     @property
     def vocab_size(self):
@@ -164,6 +173,30 @@ class Tokenizer:
         return -self.scores[self.piece_to_id[merged]]
 
     def _bpe(self, text):
+        """BPE word by word, with a cache: the same words come back again and again."""
+        ids = []
+        for word in self._words(text):
+            cached = self._cache.get(word)
+            if cached is None:
+                if len(self._cache) > 100_000:
+                    self._cache.clear()
+                cached = self._cache[word] = self._bpe_word(word)
+            ids.extend(cached)
+        return ids
+
+    def _words(self, text):
+        """Split before each '▁' that no merge can cross. The split is exact, not a heuristic: a
+        merged piece that spans position j would be a vocabulary piece with a '▁' inside that
+        matches the text around j, and we only cut where no such piece matches."""
+        start, j = 0, text.find(SPACE, 1)
+        while j != -1:
+            if not any(text.startswith(p, j - o) for p, o in self._bridges.get(text[j - 1], ()) if j >= o):
+                yield text[start:j]
+                start = j
+            j = text.find(SPACE, j + 1)
+        yield text[start:]
+
+    def _bpe_word(self, text):
         """Merge characters of ``text`` into pieces, best pair first; return ids (byte fallback)."""
         syms = list(text)  # current pieces; merged-away slots become None
         nxt = list(range(1, len(syms))) + [-1]  # linked list over the live pieces

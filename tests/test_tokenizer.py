@@ -123,8 +123,12 @@ def test_merging_is_not_quadratic(tok):
     """Twice the text must cost about twice the time (a quadratic merge would cost four times)."""
     import time
 
+    import random
+
+    letters = "".join(random.Random(0).choice("abcdefghijklmnop") for _ in range(16000))
+
     def cost(n):
-        text = "abc " * n
+        text = letters[:n]  # one long word: no cutting, no cache, just the heap
         start = time.perf_counter()
         tok.encode(text)
         return time.perf_counter() - start
@@ -145,3 +149,15 @@ def test_errors_name_the_problem(tok, tmp_path):
     bad.write_text(json.dumps({"model": {"type": "Unigram"}}))
     with pytest.raises(ValueError, match="byte-fallback BPE"):
         Tokenizer.from_file(bad)
+
+
+def test_word_cutting_is_exact(tok, tok_json, corpus, sample_text):
+    """Cutting the text into words before BPE must not change a single id, for either vocabulary
+    (the tokenizer.json one has many pieces that span '▁', e.g. runs of '▁')."""
+    texts = corpus + [sample_text, "a > </b> x", "x  \u2581\u2581 y     z", ">   </"]
+    for t in (tok, tok_json):
+        for text in texts:
+            escaped = text.replace(" ", "\u2581")
+            for part in escaped.split("\n"):  # whole chunks without special pieces
+                if part and not any(s in part for s in t.special):
+                    assert t._bpe(part) == t._bpe_word(part), part
