@@ -33,6 +33,15 @@ def timed(fn, repeat):
     return statistics.median(times)
 
 
+def ab(fa, fb, repeat):
+    """Median seconds of fa and fb, runs interleaved so that drift of the machine hits both alike."""
+    ta, tb = [], []
+    for _ in range(repeat):
+        ta.append(timed(fa, 1))
+        tb.append(timed(fb, 1))
+    return statistics.median(ta), statistics.median(tb)
+
+
 @torch.no_grad()
 def main():
     parser = argparse.ArgumentParser()
@@ -62,7 +71,8 @@ def main():
         hf(torch.tensor([ids512]), use_cache=True, logits_to_keep=1)
 
     ours_prefill(), hf_prefill()  # warm-up
-    p_ours, p_hf = 512 / timed(ours_prefill, 5), 512 / timed(hf_prefill, 5)
+    t_ours, t_hf = ab(ours_prefill, hf_prefill, 7)
+    p_ours, p_hf = 512 / t_ours, 512 / t_hf
     rows.append(("prefill 512 tokens (tokens/s)", p_ours, p_hf, p_ours / p_hf))
 
     prompt = ids512[:16]
@@ -76,8 +86,9 @@ def main():
                                    eos_token_id=None, pad_token_id=0)
 
     ours_gen(4)(), hf_gen(4)()  # warm-up
-    d_ours = n / (timed(ours_gen(n + 1), 3) - timed(ours_gen(1), 3))
-    d_hf = n / (timed(hf_gen(n + 1), 3) - timed(hf_gen(1), 3))
+    long_ours, long_hf = ab(ours_gen(n + 1), hf_gen(n + 1), 3)
+    short_ours, short_hf = ab(ours_gen(1), hf_gen(1), 3)
+    d_ours, d_hf = n / (long_ours - short_ours), n / (long_hf - short_hf)
     rows.append((f"decode, greedy with KV cache (tokens/s, {n} tokens)", d_ours, d_hf, d_ours / d_hf))
 
     import json
