@@ -22,20 +22,32 @@ class LayerCache:
         self.filled = 0  # slots [0, filled) have been written at least once
 
     def update(self, k, v, positions):
-        """Add new keys/values; return what attention may look at: the old slots plus the new entries.
+        """Add new keys/values; return what attention may look at, with the position of each.
 
-        k, v: (B, K, T, hd); positions: (T,) -> k_all, v_all: (B, K, filled + T, hd), pos_all: (filled + T,)
+        k, v: (B, K, T, hd); positions: (T,) -> k_all, v_all: (B, K, S, hd), pos_all: (S,)
         """
+        T = k.shape[2]
+        if T == 1 or positions[-1] < self.size:
+            # Nothing this chunk still needs gets overwritten (one token only evicts the key that
+            # just left its window; without wrap-around nothing is evicted): write, then read the
+            # buffer in place. This is the decoding path, and it copies nothing.
+            self._write(k, v, positions)
+            return self.k[:, :, :self.filled], self.v[:, :, :self.filled], self.pos[:self.filled]
+        # A chunk that wraps around the ring: its early queries still need keys that its late
+        # tokens will overwrite, so attend over (old slots + the whole chunk), then write.
         k_all = torch.cat([self.k[:, :, :self.filled], k], dim=2)
         v_all = torch.cat([self.v[:, :, :self.filled], v], dim=2)
         pos_all = torch.cat([self.pos[:self.filled], positions])
+        self._write(k, v, positions)
+        return k_all, v_all, pos_all
+
+    def _write(self, k, v, positions):
         n = min(k.shape[2], self.size)  # only the last `size` new entries can stay
         slots = positions[-n:] % self.size
         self.k[:, :, slots] = k[:, :, -n:]
         self.v[:, :, slots] = v[:, :, -n:]
         self.pos[slots] = positions[-n:]
         self.filled = min(self.size, self.filled + k.shape[2])
-        return k_all, v_all, pos_all
 
     @property
     def nbytes(self):

@@ -63,9 +63,9 @@ class Gemma(nn.Module):
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
         T = x.shape[1]
         start = cache.seen if cache is not None else 0
-        if start + T > self.config.max_position_embeddings or (cache is not None and start + T > cache.max_len):
-            limit = min(self.config.max_position_embeddings, cache.max_len if cache else 1 << 62)
-            raise ValueError(f"{start + T} positions do not fit: the limit here is {limit}")
+        limit = cache.max_len if cache is not None else self.config.max_position_embeddings  # cache <= context
+        if start + T > limit:
+            raise ValueError(f"{start + T} positions do not fit: the {'cache' if cache else 'context'} holds {limit}")
         positions = torch.arange(start, start + T, device=x.device)  # (T,)
         rot = {t: cos_sin(f, positions, x.dtype) for t, f in self.inv_freq.items()}  # type -> (T, hd) x2
         for i, layer in enumerate(self.layers):

@@ -139,23 +139,23 @@ class GGUFFile:
 # Dequantisation. ``raw`` is a uint8 array of whole blocks; each function returns float32 values
 # in file order. Block layouts follow ggml's ``block_*`` structs (ggml-common.h).
 
-def _f16(raw, n_blocks, start, stop):
+def _f16(raw, start, stop):
     """Read a little-endian f16 field at bytes [start, stop) of every block -> (n_blocks, 1)."""
     return raw[:, start:stop].copy().view(np.float16).astype(np.float32)
 
 
 def _q8_0(raw, n):  # block of 32: d (f16), 32 × int8
-    return _f16(raw, n, 0, 2) * raw[:, 2:].view(np.int8).astype(np.float32)
+    return _f16(raw, 0, 2) * raw[:, 2:].view(np.int8).astype(np.float32)
 
 
 def _q4_0(raw, n):  # block of 32: d (f16), 16 bytes of nibbles; low nibbles are values 0..15
-    d, qs = _f16(raw, n, 0, 2), raw[:, 2:]
+    d, qs = _f16(raw, 0, 2), raw[:, 2:]
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8
     return d * q
 
 
 def _q5_0(raw, n):  # block of 32: d (f16), qh (32 high bits), qs (16 bytes of nibbles)
-    d = _f16(raw, n, 0, 2)
+    d = _f16(raw, 0, 2)
     qh = raw[:, 2:6].copy().view("<u4")  # (n, 1): bit j is the 5th bit of value j
     qs = raw[:, 6:22]
     bits = (qh >> np.arange(32, dtype=np.uint32)) & 1  # (n, 32)
@@ -172,7 +172,7 @@ def _k_scales(scales):
 
 
 def _q4_k(raw, n):  # super-block of 256 = 8 sub-blocks of 32: d, dmin (f16), 12 scale bytes, 128 bytes
-    d, dmin = _f16(raw, n, 0, 2), _f16(raw, n, 2, 4)
+    d, dmin = _f16(raw, 0, 2), _f16(raw, 2, 4)
     sc, mn = _k_scales(raw[:, 4:16])
     qs = raw[:, 16:144].reshape(n, 4, 32)  # 4 chunks of 64 values, each packed in 32 bytes
     q = np.stack([qs & 0x0F, qs >> 4], axis=2).reshape(n, 8, 32)  # sub-block 2i: low, 2i+1: high
@@ -183,7 +183,7 @@ def _q4_k(raw, n):  # super-block of 256 = 8 sub-blocks of 32: d, dmin (f16), 12
 def _q6_k(raw, n):  # super-block of 256: ql (128), qh (64), 16 int8 scales, d (f16)
     ql, qh = raw[:, 0:128].reshape(n, 2, 64), raw[:, 128:192].reshape(n, 2, 32)
     scales = raw[:, 192:208].view(np.int8).astype(np.float32).reshape(n, 2, 8)
-    d = _f16(raw, n, 208, 210)[:, :, None]  # (n, 1, 1)
+    d = _f16(raw, 208, 210)[:, :, None]  # (n, 1, 1)
     # Each half of 128 values: four groups of 32 take low/high nibbles of ql and 2-bit pairs of qh.
     q = np.stack([
         (ql[:, :, :32] & 0x0F) | ((qh >> 0) & 3) << 4,

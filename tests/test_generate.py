@@ -103,3 +103,15 @@ def test_cli_reports_errors_cleanly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "minigemma", "generate", "x", "--model", str(tmp_path / "nope")],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cache_limits_are_clear_errors(tiny):
+    model, _ = tiny
+    cache = minigemma.KVCache(model.config, batch=1, max_len=4)
+    model(torch.tensor([[2, 5, 6]]), cache=cache)
+    with pytest.raises(ValueError, match="5 positions do not fit: the cache holds 4"):
+        model(torch.tensor([[7, 8]]), cache=cache)
+    with pytest.raises(ValueError, match="a cache of 300 positions exceeds the model's context of 256"):
+        minigemma.KVCache(model.config, batch=1, max_len=300)
+    with pytest.raises(ValueError, match="257 positions do not fit: the context holds 256"):
+        model(torch.zeros(1, 257, dtype=torch.long))
