@@ -1,12 +1,17 @@
-"""Grouped-query attention with query/key norms and sliding windows, as in Gemma 3.
+"""Grouped-query attention with query/key norms and sliding windows: Gemma 3, and Gemma 4's changes.
 
 * **Grouped-query (GQA):** ``H`` query heads share ``K`` key/value heads (270M: 4 query heads, 1 KV
   head), which shrinks the KV cache ``H/K``-fold.
-* **QK-norm:** queries and keys are RMS-normed per head before RoPE; this keeps scores in a sane
-  range. Gemma 3 still scales scores by ``query_pre_attn_scalar ** -0.5``.
+* **QK-norm:** queries and keys are RMS-normed per head before RoPE. Gemma 3 still scales scores
+  by ``query_pre_attn_scalar ** -0.5``; Gemma 4 scales by 1 and also norms the values (no weight).
 * **Sliding vs global:** a sliding layer lets a token see itself and the ``window - 1`` tokens
   before it; a global layer sees every earlier token. The mask is built from positions, so the
   same code serves a full forward pass and a ring-buffer cache.
+* **Gemma 4's global layers** use a larger head dim (512) and, on 26B/31B, *keys as values*
+  (``attention_k_eq_v``): no value projection; the value is the key projection's output taken
+  before its norm and RoPE. They may also have their own, smaller, number of KV heads.
+* **KV sharing (Gemma 4 E2B/E4B):** the last layers compute no keys or values at all; they attend
+  over the K/V that an earlier layer of the same type produced (its ``kv`` output).
 """
 
 import torch
@@ -18,46 +23,69 @@ from .norm import RMSNorm
 from .rope import apply_rope
 
 
-def attention_mask(q_pos, k_pos, window=None):
-    """q_pos: (T,), k_pos: (S,) -> (T, S) bool, True where the query may look at the key."""
-    mask = (k_pos[None, :] <= q_pos[:, None]) & (k_pos[None, :] >= 0)  # causal; -1 = empty cache slot
+def attention_mask(q_pos, k_pos, window=None, image_blocks=None):
+    """q_pos: (T,), k_pos: (S,) -> (T, S) bool, True where the query may look at the key.
+
+    ``image_blocks`` (optional, one int per absolute position): the id of the image a token belongs
+    to, -1 for text. Tokens of the same image also see each other *forwards* (bidirectional).
+    """
+    mask = k_pos[None, :] <= q_pos[:, None]  # causal
+    if image_blocks is not None:
+        q_block, k_block = image_blocks[q_pos], image_blocks[k_pos.clamp(min=0)]  # (T,), (S,)
+        mask |= (q_block[:, None] == k_block[None, :]) & (q_block[:, None] >= 0)
     if window is not None:
         mask &= (q_pos[:, None] - k_pos[None, :]) < window  # the window counts the current token
-    return mask
+    return mask & (k_pos[None, :] >= 0)  # -1 marks an empty cache slot
 
 
 class Attention(nn.Module):
-    def __init__(self, config, layer_type: str):
+    def __init__(self, config, layer_idx: int):
         super().__init__()
-        D, H, K, hd = config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.head_dim
+        D, H = config.hidden_size, config.num_attention_heads
+        hd, K = config.head_dim_of(layer_idx), config.kv_heads_of(layer_idx)
+        eps, off = config.rms_norm_eps, config.norm_offset
         self.H, self.K, self.hd = H, K, hd
+        self.shared = config.kv_donor(layer_idx) is not None  # borrows K/V: owns no K/V weights
+        self.k_eq_v = config.k_eq_v(layer_idx)
         self.q_proj = nn.Linear(D, H * hd, bias=False)
-        self.k_proj = nn.Linear(D, K * hd, bias=False)
-        self.v_proj = nn.Linear(D, K * hd, bias=False)
+        self.q_norm = RMSNorm(hd, eps, off)
+        if not self.shared:
+            self.k_proj = nn.Linear(D, K * hd, bias=False)
+            self.k_norm = RMSNorm(hd, eps, off)
+            if not self.k_eq_v:
+                self.v_proj = nn.Linear(D, K * hd, bias=False)
+            self.v_norm = RMSNorm(hd, eps, with_scale=False) if config.is_gemma4 else None
         self.o_proj = nn.Linear(H * hd, D, bias=False)
-        self.q_norm = RMSNorm(hd, config.rms_norm_eps, config.norm_offset)
-        self.k_norm = RMSNorm(hd, config.rms_norm_eps, config.norm_offset)
-        self.window = config.sliding_window if layer_type == SLIDING else None
-        self.scaling = config.query_pre_attn_scalar ** -0.5
+        self.window = config.sliding_window if config.layer_types[layer_idx] == SLIDING else None
+        self.scaling = config.attention_scaling
         self.record_probs = False  # set True to keep the attention map of the last call in .probs
 
-    def forward(self, x, cos, sin, positions, cache=None):
-        """x: (B, T, D), cos/sin: (T, hd), positions: (T,) -> (B, T, D)"""
+    def forward(self, x, cos, sin, positions, cache=None, shared_kv=None, image_blocks=None):
+        """x: (B, T, D), cos/sin: (T, hd), positions: (T,) -> out (B, T, D), kv = (k, v, k_pos)
+
+        ``shared_kv``: the ``kv`` another layer returned, for KV-shared layers. ``image_blocks``:
+        see ``attention_mask``.
+        """
         B, T, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(B, T, self.H, self.hd)).transpose(1, 2)  # (B, H, T, hd)
-        k = self.k_norm(self.k_proj(x).view(B, T, self.K, self.hd)).transpose(1, 2)  # (B, K, T, hd)
-        v = self.v_proj(x).view(B, T, self.K, self.hd).transpose(1, 2)  # (B, K, T, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k_pos = positions
-        if cache is not None:
-            k, v, k_pos = cache.update(k, v, positions)  # (B, K, S, hd), S = cached + T
-        mask = attention_mask(positions, k_pos, self.window)  # (T, S)
+        q = apply_rope(q, cos, sin)
+        if self.shared:
+            k, v, k_pos = shared_kv  # already normed, rotated and cached by the donor layer
+        else:
+            k_raw = self.k_proj(x).view(B, T, self.K, self.hd)  # (B, T, K, hd)
+            v = k_raw if self.k_eq_v else self.v_proj(x).view(B, T, self.K, self.hd)  # keys as values
+            k = apply_rope(self.k_norm(k_raw).transpose(1, 2), cos, sin)  # (B, K, T, hd)
+            v = (self.v_norm(v) if self.v_norm is not None else v).transpose(1, 2)  # (B, K, T, hd)
+            k_pos = positions
+            if cache is not None:
+                k, v, k_pos = cache.update(k, v, positions)  # (B, K, S, hd), S = cached + T
+        mask = attention_mask(positions, k_pos, self.window, image_blocks)  # (T, S)
         if self.record_probs:
             out = self._explicit(q, k, v, mask)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
                                                  enable_gqa=self.H != self.K)  # (B, H, T, hd)
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.H * self.hd))
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.H * self.hd)), (k, v, k_pos)
 
     def _explicit(self, q, k, v, mask):
         """The same attention spelled out, keeping the probabilities for pictures."""

@@ -55,7 +55,10 @@ class LayerCache:
 
 
 class KVCache:
-    """One ``LayerCache`` per layer, sized by the layer's type; ``seen`` counts tokens processed."""
+    """One ``LayerCache`` per layer, sized by the layer's type and shape; ``seen`` counts tokens.
+
+    KV-shared layers (Gemma 4 E2B/E4B) get ``None``: they read their donor's keys and values.
+    """
 
     def __init__(self, config, batch: int, max_len: int, dtype=torch.float32, device=None):
         if max_len > config.max_position_embeddings:
@@ -63,11 +66,36 @@ class KVCache:
                              f"{config.max_position_embeddings}")
         self.max_len, self.seen = max_len, 0
         self.layers = []
-        for layer_type in config.layer_types:
-            size = min(config.sliding_window, max_len) if layer_type == SLIDING else max_len
-            self.layers.append(LayerCache(batch, config.num_key_value_heads, size, config.head_dim, dtype, device))
+        for i in range(config.num_hidden_layers):
+            if config.kv_donor(i) is not None:
+                self.layers.append(None)
+                continue
+            size = layer_slots(config, i, max_len)
+            self.layers.append(LayerCache(batch, config.kv_heads_of(i), size, config.head_dim_of(i), dtype, device))
 
     @property
     def nbytes(self):
         """Bytes the cache really holds (keys + values)."""
-        return sum(layer.nbytes for layer in self.layers)
+        return sum(layer.nbytes for layer in self.layers if layer is not None)
+
+
+def layer_slots(config, i, context):
+    """How many positions layer ``i`` keeps: its window if sliding, the whole context if global."""
+    return min(config.sliding_window, context) if config.layer_types[i] == SLIDING else context
+
+
+def kv_cache_bytes(config, context: int, dtype=torch.bfloat16, batch: int = 1, naive: bool = False) -> int:
+    """Bytes of KV cache a model needs for ``context`` tokens -- without allocating anything.
+
+    ``naive=True`` counts what a plain cache would hold: every layer, every position.
+    Otherwise it is exactly what ``KVCache`` allocates: sliding layers hold only their window,
+    KV-shared layers hold nothing.
+    """
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    total = 0
+    for i in range(config.num_hidden_layers):
+        if not naive and config.kv_donor(i) is not None:
+            continue
+        slots = context if naive else layer_slots(config, i, context)
+        total += 2 * batch * config.kv_heads_of(i) * slots * config.head_dim_of(i) * itemsize  # K and V
+    return total

@@ -1,9 +1,11 @@
-"""The numbers that define a Gemma text decoder, as a frozen dataclass.
+"""The numbers that define a Gemma text decoder (Gemma 3 or Gemma 4), as a frozen dataclass.
 
 Field names equal the keys of a Hugging Face ``config.json`` (transformers 5.x), so a learner can
 put the two side by side. ``TextConfig.from_dict`` reads a ``config.json`` (or the ``text_config``
-inside a multimodal one) and ``TextConfig.from_gguf`` reads GGUF metadata. Anything we do not
-implement yet is refused with an error that names the field, never silently ignored.
+inside a multimodal one), ``TextConfig.from_gguf`` reads GGUF metadata, and ``presets.py`` holds the
+four published Gemma 4 models. Per-layer questions (which head dim? which KV donor?) are answered
+by small methods here, so the model code never re-derives them. Anything we do not implement is
+refused with an error that names the field, never silently ignored.
 """
 
 from dataclasses import dataclass, field, fields
@@ -40,6 +42,19 @@ class TextConfig:
     max_position_embeddings: int = 32768
     hidden_activation: str = "gelu_pytorch_tanh"
     tie_word_embeddings: bool = True
+    # --- Gemma 4 only (defaults switch the feature off) ---
+    global_head_dim: int | None = None  # head dim of global layers (512); None = head_dim
+    num_global_key_value_heads: int | None = None  # KV heads of global layers when attention_k_eq_v
+    attention_k_eq_v: bool = False  # global layers reuse the key projection as the value
+    num_kv_shared_layers: int = 0  # the last N layers borrow K/V from an earlier layer
+    use_double_wide_mlp: bool = False  # KV-shared layers get an MLP twice as wide
+    hidden_size_per_layer_input: int = 0  # per-layer embeddings (PLE) width; 0 = no PLE
+    vocab_size_per_layer_input: int = 262144
+    enable_moe_block: bool = False  # mixture of experts beside the dense MLP (26B-A4B)
+    num_experts: int | None = None
+    top_k_experts: int | None = None
+    moe_intermediate_size: int | None = None
+    use_bidirectional_attention: str | None = None  # "vision": image tokens see each other
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -53,8 +68,18 @@ class TextConfig:
             if t not in self.rope_parameters:
                 raise ValueError(f"rope_parameters has no entry for {t!r}")
         for t, rope in self.rope_parameters.items():
-            if rope.get("rope_type", "default") not in ("default", "linear"):
-                raise ValueError(f"rope_type {rope.get('rope_type')!r} ({t}) is not supported yet")
+            if rope.get("rope_type", "default") not in ("default", "linear", "proportional"):
+                raise ValueError(f"rope_type {rope.get('rope_type')!r} ({t}) is not supported")
+        if self.use_bidirectional_attention not in (None, "vision"):
+            raise ValueError(f"use_bidirectional_attention={self.use_bidirectional_attention!r} is not supported "
+                             "(only None or 'vision')")
+        if self.num_kv_shared_layers:
+            first = self.num_hidden_layers - self.num_kv_shared_layers
+            for t in set(self.layer_types[first:]):
+                if t not in self.layer_types[:first]:
+                    raise ValueError(f"KV-shared {t} layers have no earlier {t} layer to borrow K/V from")
+        if self.enable_moe_block and not (self.num_experts and self.top_k_experts and self.moe_intermediate_size):
+            raise ValueError("enable_moe_block needs num_experts, top_k_experts and moe_intermediate_size")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
         if self.hidden_activation != "gelu_pytorch_tanh":
@@ -63,9 +88,49 @@ class TextConfig:
             raise ValueError("tie_word_embeddings=False is not supported: Gemma ties its output head to the embedding")
 
     @property
+    def is_gemma4(self) -> bool:
+        return self.model_type.startswith("gemma4")
+
+    @property
     def norm_offset(self) -> float:
         """Gemma 3 norms scale by ``1 + w``; Gemma 4 norms scale by ``w``."""
-        return 1.0 if self.model_type.startswith("gemma3") else 0.0
+        return 0.0 if self.is_gemma4 else 1.0
+
+    @property
+    def attention_scaling(self) -> float:
+        """Gemma 3 scales scores by ``query_pre_attn_scalar ** -0.5``; Gemma 4 by 1 (QK-norm does the job)."""
+        return 1.0 if self.is_gemma4 else self.query_pre_attn_scalar ** -0.5
+
+    # --- per-layer answers ---------------------------------------------------------------------
+    def is_global(self, i: int) -> bool:
+        return self.layer_types[i] == FULL
+
+    def head_dim_of(self, i: int) -> int:
+        return self.global_head_dim if self.is_global(i) and self.global_head_dim else self.head_dim
+
+    def kv_heads_of(self, i: int) -> int:
+        # transformers applies num_global_key_value_heads only together with attention_k_eq_v.
+        if self.is_global(i) and self.attention_k_eq_v and self.num_global_key_value_heads:
+            return self.num_global_key_value_heads
+        return self.num_key_value_heads
+
+    def k_eq_v(self, i: int) -> bool:
+        return self.attention_k_eq_v and self.is_global(i)
+
+    @property
+    def first_kv_shared_layer(self) -> int:
+        return self.num_hidden_layers - self.num_kv_shared_layers
+
+    def kv_donor(self, i: int):
+        """For a KV-shared layer, the last earlier non-shared layer of the same type; else None."""
+        first = self.first_kv_shared_layer
+        if i < first:
+            return None
+        return max(j for j in range(first) if self.layer_types[j] == self.layer_types[i])
+
+    def mlp_width(self, i: int) -> int:
+        double = self.use_double_wide_mlp and self.kv_donor(i) is not None
+        return self.intermediate_size * (2 if double else 1)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TextConfig":
@@ -73,10 +138,31 @@ class TextConfig:
         if "text_config" in d:
             d = d["text_config"]
         d = dict(d)
+        if d.get("model_type") == "gemma4":
+            d["model_type"] = "gemma4_text"
+        # transformers 5.x saves the global layers' head dim / KV heads per layer: {"5": {...}, ...}
+        per_layer = d.pop("per_layer_config", None) or {}
+        overrides = {json_key: v for entry in per_layer.values() for json_key, v in entry.items()}
+        for entry in per_layer.values():
+            for key, value in entry.items():
+                if key not in ("head_dim", "num_key_value_heads") or overrides[key] != value:
+                    raise ValueError(f"per_layer_config entry {entry} is not supported (only one global head_dim "
+                                     "and KV-head count)")
+        if "head_dim" in overrides:
+            d.setdefault("global_head_dim", overrides["head_dim"])
+        if "num_key_value_heads" in overrides:
+            d.setdefault("num_global_key_value_heads", overrides["num_key_value_heads"])
         # Fields that change the maths but that minigemma does not implement: refuse, by name.
         for key, fine in UNSUPPORTED_IF_SET.items():
             if key in d and d[key] not in fine:
                 raise ValueError(f"config field {key}={d[key]!r} is not supported by minigemma")
+        if d.get("use_bidirectional_attention") is False:
+            d["use_bidirectional_attention"] = None
+        gemma4 = d.get("model_type") == "gemma4_text"
+        if "rope_parameters" not in d and gemma4:  # transformers' Gemma 4 defaults
+            d["rope_parameters"] = {FULL: {"rope_type": "proportional", "partial_rotary_factor": 0.25,
+                                           "rope_theta": 1_000_000.0},
+                                    SLIDING: {"rope_type": "default", "rope_theta": 10_000.0}}
         if "rope_parameters" not in d:  # transformers 4.x spelled RoPE as two flat fields
             d["rope_parameters"] = {
                 FULL: {"rope_type": "default", "rope_theta": d.get("rope_theta", 1_000_000.0),
@@ -86,6 +172,8 @@ class TextConfig:
         if "layer_types" not in d:
             d["layer_types"] = default_layer_types(d["num_hidden_layers"], d.get("sliding_window_pattern", 6))
         d["layer_types"] = tuple(d["layer_types"])
+        if gemma4 and d["layer_types"][-1] != FULL:  # transformers forces Gemma 4's last layer global
+            d["layer_types"] = d["layer_types"][:-1] + (FULL,)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -120,9 +208,9 @@ class TextConfig:
         )
 
 
-SUPPORTED_MODEL_TYPES = ("gemma3_text", "gemma3")
+SUPPORTED_MODEL_TYPES = ("gemma3_text", "gemma3", "gemma4_text")
 UNSUPPORTED_IF_SET = {  # field -> values we accept
     "attn_logit_softcapping": (None,),
-    "use_bidirectional_attention": (False, None),
+    "use_bidirectional_attention": (False, None, "vision"),
     "attention_bias": (False,),
 }

@@ -1,10 +1,14 @@
-"""The Gemma decoder: embeddings, a stack of layers, a tied output head.
+"""The Gemma decoder: embeddings, a stack of layers, a tied output head -- Gemma 3 and Gemma 4.
 
 Each layer is a "sandwich": RMSNorm before *and after* both attention and MLP, then the residual
 add. That double norm is Gemma's, not Llama's. The input embedding is multiplied by ``√hidden`` (the
 factor rounded to the weight dtype, as transformers does), and the output head reuses the
 embedding matrix (tied weights). ``forward`` also accepts ``inputs_embeds`` so that later parts
 of the course can feed image or audio embeddings in place of token embeddings.
+
+Gemma 4 adds, each switched on by its config field: per-layer embeddings (``ple.py``), a mixture of
+experts beside the MLP (``moe.py``), KV-shared layers that borrow an earlier layer's keys and values,
+a stored per-layer output scalar (``layer_scalar``), and a final logit soft-cap ``30·tanh(x/30)``.
 """
 
 import torch
@@ -14,25 +18,55 @@ from torch import nn
 from .attention import Attention
 from .config import TextConfig
 from .mlp import MLP
+from .moe import Experts, Router
 from .norm import RMSNorm
+from .ple import per_layer_branch, per_layer_inputs
 from .rope import cos_sin, inv_frequencies
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, config: TextConfig, layer_type: str):
+    def __init__(self, config: TextConfig, i: int):
         super().__init__()
         D, eps, off = config.hidden_size, config.rms_norm_eps, config.norm_offset
-        self.layer_type = layer_type
+        self.layer_type = config.layer_types[i]
         self.input_layernorm = RMSNorm(D, eps, off)
-        self.self_attn = Attention(config, layer_type)
+        self.self_attn = Attention(config, i)
         self.post_attention_layernorm = RMSNorm(D, eps, off)
         self.pre_feedforward_layernorm = RMSNorm(D, eps, off)
-        self.mlp = MLP(D, config.intermediate_size)
+        self.mlp = MLP(D, config.mlp_width(i))
         self.post_feedforward_layernorm = RMSNorm(D, eps, off)
+        self.moe = config.enable_moe_block
+        if self.moe:
+            self.router, self.experts = Router(config), Experts(config)
+            self.post_feedforward_layernorm_1 = RMSNorm(D, eps, off)  # the dense branch's output
+            self.pre_feedforward_layernorm_2 = RMSNorm(D, eps, off)  # the experts' input
+            self.post_feedforward_layernorm_2 = RMSNorm(D, eps, off)  # the experts' output
+        self.ple = bool(config.hidden_size_per_layer_input)
+        if self.ple:
+            P = config.hidden_size_per_layer_input
+            self.per_layer_input_gate = nn.Linear(D, P, bias=False)
+            self.per_layer_projection = nn.Linear(P, D, bias=False)
+            self.post_per_layer_input_norm = RMSNorm(D, eps, off)
+        if config.is_gemma4:
+            self.register_buffer("layer_scalar", torch.ones(1))  # stored in checkpoints
 
-    def forward(self, x, cos, sin, positions, cache=None):  # (B, T, D) -> (B, T, D)
-        h = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin, positions, cache))
-        return h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h)))
+    def forward(self, x, cos, sin, positions, cache=None, shared_kv=None, ple_input=None, image_blocks=None):
+        """x: (B, T, D) -> (B, T, D), plus this layer's (k, v, k_pos) for KV-sharing layers."""
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, positions, cache, shared_kv, image_blocks)
+        h = x + self.post_attention_layernorm(a)
+        m = self.mlp(self.pre_feedforward_layernorm(h))
+        if self.moe:
+            flat = h.reshape(-1, h.shape[-1])  # (B·T, D): the router reads the raw residual
+            weights, index, _ = self.router(flat)
+            experts = self.experts(self.pre_feedforward_layernorm_2(flat), index, weights).view_as(h)
+            m = self.post_feedforward_layernorm_1(m) + self.post_feedforward_layernorm_2(experts)
+        y = h + self.post_feedforward_layernorm(m)
+        if self.ple:
+            y = per_layer_branch(y, ple_input, self.per_layer_input_gate, self.per_layer_projection,
+                                 self.post_per_layer_input_norm)
+        if hasattr(self, "layer_scalar"):
+            y = y * self.layer_scalar
+        return y, kv
 
 
 class Gemma(nn.Module):
@@ -42,10 +76,16 @@ class Gemma(nn.Module):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(config, t) for t in config.layer_types)
+        if config.hidden_size_per_layer_input:
+            L, P = config.num_hidden_layers, config.hidden_size_per_layer_input
+            self.embed_tokens_per_layer = nn.Embedding(config.vocab_size_per_layer_input, L * P)
+            self.per_layer_model_projection = nn.Linear(config.hidden_size, L * P, bias=False)
+            self.per_layer_projection_norm = RMSNorm(P, config.rms_norm_eps, config.norm_offset)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.norm_offset)
         # RoPE frequencies per layer type (plain tensors, not weights: they come from the config).
-        self.inv_freq = {t: inv_frequencies(config.head_dim, config.rope_parameters[t]) for t in set(config.layer_types)}
+        dims = {config.layer_types[i]: config.head_dim_of(i) for i in range(config.num_hidden_layers)}
+        self.inv_freq = {t: inv_frequencies(d, config.rope_parameters[t]) for t, d in dims.items()}
 
     def embed(self, input_ids):
         """(B, T) ids -> (B, T, D) scaled embeddings; raises on ids outside the vocabulary."""
@@ -55,28 +95,48 @@ class Gemma(nn.Module):
         scale = torch.tensor(self.config.hidden_size ** 0.5, dtype=self.embed_tokens.weight.dtype)
         return self.embed_tokens(input_ids) * scale
 
-    def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False):
-        """(B, T) ids or (B, T, D) embeddings -> (B, T, vocab) logits (or (B, 1, vocab) if last_only).
+    def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, image_blocks=None):
+        """(B, T) ids and/or (B, T, D) embeddings -> (B, T, vocab) logits ((B, 1, vocab) if last_only).
 
         With a ``cache``, the tokens continue where the cache stopped and their K/V are stored.
+        PLE models need ``input_ids`` even when ``inputs_embeds`` replace the token embeddings.
         """
+        cfg = self.config
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
         T = x.shape[1]
         start = cache.seen if cache is not None else 0
-        limit = cache.max_len if cache is not None else self.config.max_position_embeddings  # cache <= context
+        limit = cache.max_len if cache is not None else cfg.max_position_embeddings  # cache <= context
         if start + T > limit:
             raise ValueError(f"{start + T} positions do not fit: the {'cache' if cache else 'context'} holds {limit}")
+        ple = None
+        if cfg.hidden_size_per_layer_input:
+            if input_ids is None:
+                raise ValueError("this model has per-layer embeddings: pass input_ids (with inputs_embeds if you "
+                                 "replace some token embeddings)")
+            ple = per_layer_inputs(input_ids, x, self.embed_tokens_per_layer, self.per_layer_model_projection,
+                                   self.per_layer_projection_norm, cfg.num_hidden_layers,
+                                   cfg.hidden_size_per_layer_input)  # (B, T, L, P)
         positions = torch.arange(start, start + T, device=x.device)  # (T,)
         rot = {t: cos_sin(f, positions, x.dtype) for t, f in self.inv_freq.items()}  # type -> (T, hd) x2
+        kv = {}  # layer index -> (k, v, k_pos), read by the KV-shared layers
         for i, layer in enumerate(self.layers):
+            if i == cfg.first_kv_shared_layer and last_only and x.shape[1] > 1:
+                # KV-shared layers write no K/V, so earlier positions no longer matter to anyone:
+                # only the last one goes on (as transformers does for generation).
+                x, positions = x[:, -1:], positions[-1:]
+                ple = ple[:, -1:] if ple is not None else None
+                rot = {t: (c[-1:], s[-1:]) for t, (c, s) in rot.items()}
+            donor = cfg.kv_donor(i)
             cos, sin = rot[layer.layer_type]
-            x = layer(x, cos, sin, positions, cache.layers[i] if cache is not None else None)
+            x, kv[i] = layer(x, cos, sin, positions, cache.layers[i] if cache is not None else None,
+                             kv[donor] if donor is not None else None,
+                             ple[:, :, i] if ple is not None else None, image_blocks)
         if cache is not None:
             cache.seen += T
         if last_only:
             x = x[:, -1:]  # (B, 1, D): generation only needs the next-token logits
         logits = F.linear(self.norm(x), self.embed_tokens.weight)  # (B, T, vocab): tied head
-        if self.config.final_logit_softcapping:
-            cap = self.config.final_logit_softcapping
+        if cfg.final_logit_softcapping:
+            cap = cfg.final_logit_softcapping
             logits = cap * torch.tanh(logits / cap)
         return logits

@@ -12,15 +12,22 @@ from torch import nn
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float = 1e-6, offset: float = 1.0):
+    """``with_scale=False`` gives Gemma 4's weightless norms (the value norm, the MoE router's)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, offset: float = 1.0, with_scale: bool = True):
         super().__init__()
-        self.eps, self.offset = eps, offset
-        self.weight = nn.Parameter(torch.zeros(dim) if offset else torch.ones(dim))
+        self.dim, self.eps, self.offset = dim, eps, offset
+        if with_scale:
+            self.weight = nn.Parameter(torch.zeros(dim) if offset else torch.ones(dim))
+        else:
+            self.weight = None
 
     def forward(self, x):  # x: (..., dim) -> (..., dim)
         x32 = x.float()
         y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (y * (self.offset + self.weight.float())).type_as(x)
+        if self.weight is not None:
+            y = y * (self.offset + self.weight.float())
+        return y.type_as(x)
 
     def extra_repr(self):
-        return f"{self.weight.shape[0]}, eps={self.eps}, offset={self.offset}"
+        return f"{self.dim}, eps={self.eps}, offset={self.offset}, with_scale={self.weight is not None}"

@@ -1,0 +1,71 @@
+"""Mixture of experts, as Gemma 4 26B-A4B has it: a router picks 8 of 128 small MLPs per token.
+
+Each MoE layer keeps its dense MLP and adds an expert branch beside it:
+
+* the **router** reads the *raw residual* ``h`` (not the pre-FFW-normed input: two PyPI ports got
+  this wrong), RMS-norms it without a weight, multiplies by a learned ``scale`` and by width^-½,
+  projects to 128 scores, softmaxes in float32, keeps the top 8, renormalises them to sum to 1
+  and multiplies each by its expert's ``per_expert_scale``;
+* each **expert** is a gated-GELU MLP (hidden 704). Checkpoints pack them: ``gate_up_proj`` is
+  (experts, 2·704, width) with the gate rows first, ``down_proj`` is (experts, width, 704);
+* experts read ``pre_feedforward_layernorm_2(h)``; their weighted sum is normed
+  (``post_feedforward_layernorm_2``) and added to the normed dense output (``..._1``) -- see
+  ``decoder.py``.
+
+Dispatch: tokens are grouped by expert (sort by expert id), every expert that was picked runs
+once on its batch of tokens, and the results are scattered back, so the cost grows with
+tokens × top-k, not with the number of experts.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .norm import RMSNorm
+
+
+class Router(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        D, E = config.hidden_size, config.num_experts
+        self.top_k = config.top_k_experts
+        self.norm = RMSNorm(D, config.rms_norm_eps, with_scale=False)
+        self.proj = nn.Linear(D, E, bias=False)
+        self.scale = nn.Parameter(torch.ones(D))
+        self.per_expert_scale = nn.Parameter(torch.ones(E))
+
+    def forward(self, h):
+        """h: (N, D) raw residual -> weights (N, k), expert ids (N, k), probabilities (N, E)."""
+        scores = self.proj(self.norm(h) * self.scale * h.shape[-1] ** -0.5)  # (N, E)
+        probs = F.softmax(scores, dim=-1, dtype=torch.float32)  # (N, E)
+        weights, index = torch.topk(probs, self.top_k, dim=-1)  # (N, k) each
+        weights = weights / weights.sum(-1, keepdim=True)  # the k chosen weights sum to 1
+        return weights * self.per_expert_scale[index], index, probs
+
+
+class Experts(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        E, D, I = config.num_experts, config.hidden_size, config.moe_intermediate_size
+        self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * I, D))  # gate rows first, then up
+        self.down_proj = nn.Parameter(torch.empty(E, D, I))
+
+    def forward(self, x, index, weights):
+        """x: (N, D), index/weights: (N, k) -> (N, D), the weighted sum of each token's experts."""
+        N, k = index.shape
+        flat_expert = index.reshape(-1)  # (N·k,): one entry per (token, choice)
+        order = flat_expert.argsort(stable=True)  # group the entries by expert
+        token_of = order // k  # (N·k,) the token each sorted entry belongs to
+        counts = torch.bincount(flat_expert, minlength=self.gate_up_proj.shape[0]).tolist()
+        out = torch.zeros_like(x)
+        start = 0
+        for e, n in enumerate(counts):
+            if n == 0:
+                continue  # an expert nobody picked costs nothing
+            rows = order[start:start + n]
+            tokens = token_of[start:start + n]
+            gate, up = F.linear(x[tokens], self.gate_up_proj[e]).chunk(2, dim=-1)  # (n, I) each
+            y = F.linear(F.gelu(gate, approximate="tanh") * up, self.down_proj[e])  # (n, D)
+            out.index_add_(0, tokens, y * weights.reshape(-1)[rows, None].to(y.dtype))
+            start += n
+        return out
