@@ -1,11 +1,12 @@
 """minigemma: Gemma built from scratch in plain PyTorch, one idea per module."""
 
 from .config import TextConfig
-from .cache import KVCache
+from .cache import KVCache, kv_cache_bytes
 from .decoder import Gemma
 from .generate import generate, generate_ids, stream_generate
 from .tokenizer import Tokenizer
-from .weights import CheckpointError, load
+from .presets import PRESETS, preset
+from .weights import CheckpointError, expected_keys, load
 
-__all__ = ["TextConfig", "Gemma", "KVCache", "Tokenizer", "CheckpointError", "load", "generate", "generate_ids",
-           "stream_generate"]
+__all__ = ["TextConfig", "Gemma", "KVCache", "kv_cache_bytes", "Tokenizer", "CheckpointError", "load",
+           "expected_keys", "PRESETS", "preset", "generate", "generate_ids", "stream_generate"]

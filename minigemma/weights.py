@@ -98,6 +98,24 @@ def load(source="gemma3-270m", dtype=torch.float32, progress=True):
     return build_model(config, state, dtype), tokenizer
 
 
+def expected_keys(config: TextConfig) -> dict:
+    """Every tensor a checkpoint of this config must hold (our names = transformers' text-model
+    names), with its shape. Built on the ``meta`` device: no memory, even for the 31B."""
+    with torch.device("meta"):
+        model = Gemma(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def unused_by(config: TextConfig, key: str) -> bool:
+    """Tensors some exporters write although nothing reads them: K/V weights of KV-shared
+    layers, and the value projection of keys-as-values layers (transformers ignores both)."""
+    m = re.match(r"layers\.(\d+)\.self_attn\.(k_proj|v_proj|k_norm|v_norm)\.", key)
+    if m is None or int(m.group(1)) >= config.num_hidden_layers:
+        return False
+    i = int(m.group(1))
+    return config.kv_donor(i) is not None or (m.group(2) == "v_proj" and config.k_eq_v(i))
+
+
 def build_model(config: TextConfig, state: dict, dtype=torch.float32) -> Gemma:
     """Check ``state`` against the model's own keys and shapes, then assign it (cast to ``dtype``)."""
     with torch.device("meta"):
@@ -168,7 +186,7 @@ def read_hf_directory(path, progress=True):
             raise FileNotFoundError(f"{path}: shard {fname} listed in the index is missing")
         with safe_open(path / fname, framework="pt") as sf:
             names += [(fname, k) for k in sf.keys()]
-    state, skipped = {}, []
+    state, skipped, unused = {}, [], []
     handles = {}
     for fname, key in _bar(names, progress, "loading"):
         if key.startswith(HF_SKIPPED_PREFIXES):
@@ -177,10 +195,16 @@ def read_hf_directory(path, progress=True):
         if key == "lm_head.weight":  # tied to the embedding; some exporters still write it
             continue
         ours = next((key[len(p):] for p in HF_TEXT_PREFIXES if key.startswith(p)), key)
+        if unused_by(config, ours):
+            unused.append(key)
+            continue
         if fname not in handles:
             handles[fname] = safe_open(path / fname, framework="pt")
         state[ours] = handles[fname].get_tensor(key)
     if skipped:
         towers = sorted({k.split(".")[1] for k in skipped})
         print(f"minigemma: skipped {len(skipped)} tensors of parts not built yet ({', '.join(towers)})", file=sys.stderr)
+    if unused:
+        print(f"minigemma: ignored {len(unused)} K/V tensors that no layer reads (KV-shared layers, "
+              f"keys-as-values layers), e.g. {unused[0]}", file=sys.stderr)
     return config, state
