@@ -117,3 +117,48 @@ def plot_rope_angles(inv_freqs: dict, positions=64):
         ax.set_ylabel("dimension pair i")
     fig.tight_layout()
     return fig
+
+
+def plot_rope_spectrum(inv_freqs: dict):
+    """{label: (d/2,) frequencies} -> wavelength (tokens per full turn) of each pair, log scale.
+    Pairs with frequency 0 (p-RoPE's pass-through lanes) are drawn at the top as 'never turns'."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    top = 1.0
+    for label, f in inv_freqs.items():
+        wavelength = (2 * torch.pi / f).numpy()  # inf where f == 0
+        top = max(top, float(wavelength[f > 0].max()))
+    for label, f in inv_freqs.items():
+        wavelength = torch.where(f > 0, 2 * torch.pi / f.clamp(min=1e-30), torch.tensor(top * 10)).numpy()
+        ax.plot(range(len(f)), wavelength, ".", ms=3, label=f"{label} ({int((f > 0).sum())} of {len(f)} pairs turn)")
+    ax.axhline(top * 10, color="grey", lw=0.5, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("dimension pair i")
+    ax.set_ylabel("tokens per full turn")
+    ax.set_title("RoPE wavelengths (dotted line: pairs that never turn)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_plan(configs: dict):
+    """{name: TextConfig} -> one row per model, one cell per layer: sliding, global, or KV-shared."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    n = max(c.num_hidden_layers for c in configs.values())
+    grid = torch.full((len(configs), n), float("nan"))
+    for r, c in enumerate(configs.values()):
+        for i in range(c.num_hidden_layers):
+            grid[r, i] = (1 if c.is_global(i) else 0) + (2 if c.kv_donor(i) is not None else 0)
+    fig, ax = plt.subplots(figsize=(12, 0.45 * len(configs) + 1.2))
+    cmap = ListedColormap(["#9ecae1", "#08519c", "#fdd0a2", "#d94801"])
+    ax.imshow(grid.numpy(), cmap=cmap, vmin=0, vmax=3, aspect="auto")
+    ax.set_yticks(range(len(configs)), list(configs))
+    ax.set_xlabel("layer")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(4)]
+    ax.legend(handles, ["sliding", "global", "sliding, KV-shared", "global, KV-shared"], ncol=4,
+              loc="upper center", bbox_to_anchor=(0.5, -0.35), fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -122,3 +122,59 @@ def check_exercise_2_3(fn, model):
         want[kind] += p.numel()
     assert dict(got) == want, f"expected {want}, got {dict(got)}"
     _ok("2.3")
+
+
+# --- 03_rope_and_p_rope ----------------------------------------------------------------------
+def check_exercise_3_1(fn):
+    """fn(d, theta, proportion) -> (d/2,) p-RoPE frequencies."""
+    from minigemma.rope import inv_frequencies
+
+    for d, theta, p in [(512, 1e6, 0.25), (64, 1e4, 0.5), (32, 100.0, 1.0)]:
+        got = _attempt("3.1", fn, d, theta, p)
+        if got is None:
+            return
+        want = inv_frequencies(d, {"rope_type": "proportional", "rope_theta": theta, "partial_rotary_factor": p})
+        assert got.shape == want.shape, f"d={d}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
+        torch.testing.assert_close(got.float(), want, msg=lambda m: f"d={d}, p={p}: {m} (is the exponent over d?)")
+    _ok("3.1")
+
+
+def check_exercise_3_2(fn):
+    """fn(config) -> number of turning pairs on global layers."""
+    for name, config in minigemma.PRESETS.items():
+        got = _attempt("3.2", fn, config)
+        if got is None:
+            return
+        rope = config.rope_parameters["full_attention"]
+        want = int(rope["partial_rotary_factor"] * config.global_head_dim // 2)
+        assert int(got) == want, f"{name}: expected {want}, got {got}"
+    _ok("3.2")
+
+
+# --- 04_hybrid_attention_and_kv_cache --------------------------------------------------------
+def check_exercise_4_1(fn):
+    """fn(n_tokens, window) -> list of the position in each slot (-1 if empty)."""
+    from minigemma.cache import LayerCache
+
+    for n, w in [(10, 4), (3, 5), (512, 512), (1000, 7)]:
+        got = _attempt("4.1", fn, n, w)
+        if got is None:
+            return
+        ring = LayerCache(1, 1, w, 1, torch.float32)
+        if n:
+            ring.update(torch.zeros(1, 1, n, 1), torch.zeros(1, 1, n, 1), torch.arange(n))
+        assert list(got) == ring.pos.tolist(), f"n={n}, window={w}: expected {ring.pos.tolist()}, got {list(got)}"
+    _ok("4.1")
+
+
+def check_exercise_4_2(fn):
+    """fn(config) -> bytes of bf16 KV cache added per token at long context."""
+    from minigemma.cache import kv_cache_bytes
+
+    for name, config in minigemma.PRESETS.items():
+        got = _attempt("4.2", fn, config)
+        if got is None:
+            return
+        want = kv_cache_bytes(config, 100_001) - kv_cache_bytes(config, 100_000)
+        assert int(got) == want, f"{name}: expected {want} bytes per token, got {got}"
+    _ok("4.2")
