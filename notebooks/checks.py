@@ -178,3 +178,37 @@ def check_exercise_4_2(fn):
         want = kv_cache_bytes(config, 100_001) - kv_cache_bytes(config, 100_000)
         assert int(got) == want, f"{name}: expected {want} bytes per token, got {got}"
     _ok("4.2")
+
+
+# --- 05_per_layer_embeddings -----------------------------------------------------------------
+def check_exercise_5_1(fn):
+    """fn(config) -> parameters in the PLE table (0 without PLE)."""
+    for name, config in minigemma.PRESETS.items():
+        got = _attempt("5.1", fn, config)
+        if got is None:
+            return
+        want = dict(minigemma.expected_keys(config)).get("embed_tokens_per_layer.weight", (0, 0))
+        want = want[0] * want[1]
+        assert int(got) == want, f"{name}: expected {want:,}, got {got}"
+    _ok("5.1")
+
+
+def check_exercise_5_2(fn):
+    """fn(y, p_l, gate_w, proj_w, norm_w, eps) -> y + norm(proj(gelu(gate(y)) * p_l))."""
+    from torch import nn
+
+    from minigemma.ple import per_layer_branch
+
+    gen = torch.Generator().manual_seed(5)
+    y, p = torch.randn(2, 3, 16, generator=gen), torch.randn(2, 3, 4, generator=gen)
+    gate, proj = nn.Linear(16, 4, bias=False), nn.Linear(4, 16, bias=False)
+    norm = RMSNorm(16, 1e-6, offset=0.0)
+    with torch.no_grad():
+        for m in (gate, proj, norm):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
+        want = per_layer_branch(y, p, gate, proj, norm)
+    got = _attempt("5.2", fn, y, p, gate.weight.detach(), proj.weight.detach(), norm.weight.detach(), 1e-6)
+    if got is None:
+        return
+    torch.testing.assert_close(got, want, msg=lambda m: f"PLE branch differs (tanh GELU? norm scale w?): {m}")
+    _ok("5.2")
