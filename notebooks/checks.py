@@ -212,3 +212,25 @@ def check_exercise_5_2(fn):
         return
     torch.testing.assert_close(got, want, msg=lambda m: f"PLE branch differs (tanh GELU? norm scale w?): {m}")
     _ok("5.2")
+
+
+# --- 06_gemma4_text_model --------------------------------------------------------------------
+def check_exercise_6_1(fn):
+    """fn(logits, cap) -> cap * tanh(logits / cap)."""
+    x = torch.linspace(-200, 200, 41)
+    got = _attempt("6.1", fn, x, 30.0)
+    if got is None:
+        return
+    torch.testing.assert_close(got, 30.0 * torch.tanh(x / 30.0), msg=lambda m: f"softcap differs: {m}")
+    _ok("6.1")
+
+
+def check_exercise_6_2(fn):
+    """fn(config) -> {shared layer: donor layer}."""
+    for name, config in minigemma.PRESETS.items():
+        got = _attempt("6.2", fn, config)
+        if got is None:
+            return
+        want = {i: config.kv_donor(i) for i in range(config.first_kv_shared_layer, config.num_hidden_layers)}
+        assert dict(got) == want, f"{name}: expected {want}, got {dict(got)}"
+    _ok("6.2")

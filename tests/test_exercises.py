@@ -61,3 +61,31 @@ def test_decoder_exercises(gemma, capsys):
         checks.check_exercise_2_1(lambda T, w: torch.ones(T, T).tril().bool())
     with pytest.raises(AssertionError, match="1 \\+ weight"):
         checks.check_exercise_2_2(lambda x, w, eps: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w)
+
+
+def test_gemma4_exercises(capsys):
+    import minigemma
+
+    s3, s4 = solutions("03_rope_and_p_rope"), solutions("04_hybrid_attention_and_kv_cache")
+    s5, s6 = solutions("05_per_layer_embeddings"), solutions("06_gemma4_text_model")
+    checks.check_exercise_3_1(s3.p_rope)
+    checks.check_exercise_3_2(s3.turning_pairs)
+    checks.check_exercise_4_1(s4.ring_contents)
+    checks.check_exercise_4_2(s4.kv_bytes_per_token)
+    checks.check_exercise_5_1(s5.ple_table_parameters)
+    checks.check_exercise_5_2(s5.ple_branch_exercise)
+    checks.check_exercise_6_1(s6.softcap)
+    checks.check_exercise_6_2(s6.donors)
+    assert capsys.readouterr().out.count("correct!") == 8
+    with pytest.raises(AssertionError, match="is the exponent over d"):
+        checks.check_exercise_3_1(lambda d, theta, p: torch.cat([
+            1.0 / theta ** (torch.arange(0, int(p * d / 2) * 2, 2).float() / (p * d)), torch.zeros(d // 2 - int(p * d / 2))]))
+    with pytest.raises(AssertionError, match="expected"):
+        checks.check_exercise_4_1(lambda n, w: list(range(w)))
+    with pytest.raises(AssertionError, match="bytes per token"):
+        checks.check_exercise_4_2(lambda c: 0)
+    with pytest.raises(AssertionError, match="norm scale w"):
+        checks.check_exercise_5_2(lambda y, p, g, pr, n, eps: y)
+    with pytest.raises(AssertionError, match="gemma4-e2b: expected"):
+        checks.check_exercise_6_2(lambda c: {i: i - 1 for i in range(c.first_kv_shared_layer, c.num_hidden_layers)})
+    assert minigemma.preset("gemma4-e2b").kv_donor(34) == 14
