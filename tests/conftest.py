@@ -116,6 +116,7 @@ def make_tiny_gemma3(out_dir, tokenizer_dir, **overrides):
     kwargs = dict(vocab_size=262144, hidden_size=48, intermediate_size=96, num_hidden_layers=7,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=8,
                   query_pre_attn_scalar=20, max_position_embeddings=256, rms_norm_eps=1e-6,
+                  initializer_range=0.2,  # logits of a useful size (~10), so 1e-5 means something
                   rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e6},
                                    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}})
     save_kwargs = {"max_shard_size": overrides.pop("max_shard_size")} if "max_shard_size" in overrides else {}

@@ -58,7 +58,8 @@ def perturb(model, seed=0):
 
 TINY = dict(vocab_size=262144, hidden_size=64, intermediate_size=96, num_attention_heads=4, head_dim=16,
             global_head_dim=32, sliding_window=8, max_position_embeddings=512, rms_norm_eps=1e-6,
-            final_logit_softcapping=30.0, hidden_size_per_layer_input=0)
+            final_logit_softcapping=30.0, hidden_size_per_layer_input=0,
+            initializer_range=0.2)  # larger than the default 0.02, so logits reach ~10, not ~1
 STYLES = {
     # E2B-like: PLE, KV sharing (donors 3 sliding and 4 global), 4:1 pattern, double-wide MLP
     "e-style": dict(num_hidden_layers=7, num_key_value_heads=1, layer_types=(["sliding_attention"] * 4 + ["full_attention"]
