@@ -69,3 +69,34 @@ class Experts(nn.Module):
             out.index_add_(0, tokens, y * weights.reshape(-1)[rows, None].to(y.dtype))
             start += n
         return out
+
+
+# --- Two teaching baselines (notebook 07 builds them; benchmarks/bench_moe.py times them) -------
+def experts_naive(experts, x, index, weights):
+    """One token at a time, one chosen expert at a time: obviously right, very slow."""
+    out = torch.zeros_like(x)
+    for t in range(x.shape[0]):
+        for e, w in sorted(zip(index[t].tolist(), weights[t])):  # expert order, like the grouped version
+            gate, up = F.linear(x[t], experts.gate_up_proj[e]).chunk(2, dim=-1)
+            out[t] += w.to(x.dtype) * F.linear(F.gelu(gate, approximate="tanh") * up, experts.down_proj[e])
+    return out
+
+
+def experts_dense(experts, x, index, weights):
+    """Every expert on every token, then keep the chosen ones: simple tensors, E/k times the work."""
+    gate, up = torch.einsum("nd,efd->enf", x, experts.gate_up_proj).chunk(2, dim=-1)  # (E, N, I) each
+    y = torch.einsum("eni,edi->end", F.gelu(gate, approximate="tanh") * up, experts.down_proj)  # (E, N, D)
+    mix = torch.zeros(x.shape[0], experts.gate_up_proj.shape[0], dtype=x.dtype)  # (N, E)
+    mix.scatter_(1, index, weights.to(x.dtype))  # the router's weight where chosen, 0 elsewhere
+    return torch.einsum("ne,end->nd", mix, y)
+
+
+def active_parameters(config, keys: dict) -> tuple:
+    """(total, used per token) from ``expected_keys``: a token meets top-k of the experts."""
+    import math
+
+    total = sum(math.prod(s) for s in keys.values())
+    experts = sum(math.prod(s) for k, s in keys.items() if ".experts." in k)
+    if not config.enable_moe_block:
+        return total, total
+    return total, total - experts + experts * config.top_k_experts // config.num_experts

@@ -162,3 +162,74 @@ def plot_layer_plan(configs: dict):
               loc="upper center", bbox_to_anchor=(0.5, -0.35), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+@torch.no_grad()
+def routing(model, input_ids):
+    """Run the model once; for every MoE layer return a (T, E) matrix of the router's final
+    weights (0 for experts a token did not choose)."""
+    seen = []
+    hooks = [layer.router.register_forward_hook(lambda m, i, o: seen.append(o)) for layer in model.layers]
+    try:
+        model(input_ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    maps = []
+    for weights, index, probs in seen:
+        dense = torch.zeros(probs.shape)  # (T, E)
+        dense.scatter_(1, index, weights.float())
+        maps.append(dense)
+    return maps
+
+
+def plot_routing(weights, labels, title="", ax=None):
+    """weights: (T, E) -> token × expert heat map."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 0.22 * len(labels) + 1))
+    ax.imshow(weights.numpy(), cmap="magma_r", aspect="auto", vmin=0)
+    ax.set_yticks(range(len(labels)), [repr(l)[1:-1] for l in labels], fontsize=7)
+    ax.set_xticks(range(weights.shape[1]))
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel("expert")
+    ax.set_title(title, fontsize=9)
+    return ax.figure
+
+
+def plot_expert_load(loads: dict, title="share of each kind's tokens routed to each expert"):
+    """{kind: (E,) share} -> grouped bars: which experts each kind of text uses."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3))
+    E, K = len(next(iter(loads.values()))), len(loads)
+    for j, (kind, share) in enumerate(loads.items()):
+        ax.bar([e + (j - K / 2 + 0.5) * 0.8 / K for e in range(E)], share.tolist(), 0.8 / K, label=kind)
+    ax.set_xticks(range(E))
+    ax.set_xlabel("expert")
+    ax.set_ylabel("share of choices")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def routing_explorer(model, vocab, texts: dict):
+    """ipywidgets: pick a text and a layer; see the token × expert map and the expert load."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def show(text, layer):
+        ids = vocab.encode(texts[text])[:40]
+        w = routing(model, torch.tensor([ids]))[layer]
+        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.22 * len(ids) + 1.2), gridspec_kw={"width_ratios": [3, 2]})
+        plot_routing(w, vocab.pieces(ids), f"{text}, layer {layer}", a)
+        b.bar(range(w.shape[1]), (w > 0).float().mean(0).tolist(), color="#4c72b0")
+        b.set_xlabel("expert")
+        b.set_title("share of tokens choosing each expert", fontsize=9)
+        fig.tight_layout()
+        plt.show()
+
+    return widgets.interactive(show, text=widgets.Dropdown(options=list(texts), description="text"),
+                               layer=widgets.IntSlider(0, 0, len(model.layers) - 1, description="layer"))

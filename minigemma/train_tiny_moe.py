@@ -1,0 +1,210 @@
+"""Train a tiny Gemma-4-style mixture of experts on CPU, so routing has something to show.
+
+Random weights route at random. This script trains a 4-layer model with the real MoE block
+(16 experts, top-2, beside a dense MLP) on four kinds of text in ``data/moe_corpus/``: English
+prose, French prose, Python code and arithmetic. Afterwards the router has preferences, and
+notebook 07 shows which experts each kind of token goes to.
+
+    python -m minigemma.train_tiny_moe            # ~3 minutes on 2 cores; writes data/tiny_moe/
+
+The vocabulary is Gemma's, cut down to the pieces that occur in the corpus (the checkpoint keeps
+the list of original ids), so the embedding stays small and the checkpoint is a few MB. Training
+adds the usual load-balancing loss (Switch Transformer, Fedus et al. 2021) so that no expert
+starves; Gemma's own recipe is not public and is not claimed here.
+"""
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .config import FULL, SLIDING, TextConfig
+from .decoder import Gemma
+from .tokenizer import Tokenizer
+from .weights import build_model, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "moe_corpus"
+OUT = ROOT / "data" / "tiny_moe"
+KINDS = ("english", "french", "python", "arithmetic")
+UNK = 0  # id 0 of the small vocabulary: any piece that did not occur in the corpus
+
+
+class TinyVocab:
+    """Gemma's tokenizer plus a map from Gemma ids to the small vocabulary and back."""
+
+    def __init__(self, gemma_ids, tokenizer=None):
+        self.gemma_ids = list(gemma_ids)  # small id -> Gemma id (index 0 is <unk>)
+        self.small = {g: i for i, g in enumerate(self.gemma_ids) if i != UNK}
+        self.tokenizer = tokenizer or Tokenizer.from_file(resolve("gemma3-270m"))
+
+    def encode(self, text):
+        return [self.small.get(i, UNK) for i in self.tokenizer.encode(text)]
+
+    def decode(self, ids):
+        return self.tokenizer.decode([self.gemma_ids[i] for i in ids if i != UNK])
+
+    def pieces(self, ids):
+        return ["<unk>" if i == UNK else self.tokenizer.decode([self.gemma_ids[i]]) for i in ids]
+
+
+def tiny_config(vocab_size):
+    return TextConfig(
+        model_type="gemma4_text", vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=1, head_dim=16, global_head_dim=32,
+        sliding_window=64, layer_types=(SLIDING, SLIDING, SLIDING, FULL), max_position_embeddings=256,
+        final_logit_softcapping=30.0, enable_moe_block=True, num_experts=16, top_k_experts=2,
+        moe_intermediate_size=64,
+        rope_parameters={FULL: {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 1e6},
+                         SLIDING: {"rope_type": "default", "rope_theta": 1e4}})
+
+
+def read_corpus(tokenizer):
+    """kind -> (train ids, validation ids) in Gemma ids; the last 10 % of each text is held out."""
+    out = {}
+    for kind in KINDS:
+        ids = tokenizer.encode((CORPUS / f"{kind}.txt").read_text(encoding="utf-8"))
+        cut = int(len(ids) * 0.9)
+        out[kind] = (ids[:cut], ids[cut:])
+    return out
+
+
+def init_weights(model, std=0.02, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("router.scale") or "per_expert_scale" in name:
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+
+def batches(data, batch, seq, rng):
+    """Each row: a random window from a random kind, so the four kinds are equally represented."""
+    while True:
+        rows = []
+        for _ in range(batch):
+            ids = data[rng.choice(KINDS)]
+            start = rng.randrange(0, len(ids) - seq - 1)
+            rows.append(ids[start:start + seq + 1])
+        yield torch.tensor(rows)
+
+
+def router_outputs(model):
+    """Hooks that collect (weights, index, probs) of every router call -> (list, remove function)."""
+    seen = []
+    handles = [layer.router.register_forward_hook(lambda m, i, o: seen.append(o)) for layer in model.layers]
+    return seen, lambda: [h.remove() for h in handles]
+
+
+def balance_loss(routed, num_experts):
+    """Switch-style: E · Σ_e (fraction of choices that went to e) · (mean router probability of e)."""
+    total = 0.0
+    for _, index, probs in routed:
+        share = torch.bincount(index.reshape(-1), minlength=num_experts).float() / index.numel()
+        total = total + num_experts * (share * probs.mean(0)).sum()
+    return total / len(routed)
+
+
+@torch.no_grad()
+def evaluate(model, data, seq=32):
+    """Mean next-token loss on each kind's held-out text, in fixed windows (deterministic)."""
+    model.eval()
+    losses = {}
+    for kind, ids in data.items():
+        rows = [ids[s:s + seq + 1] for s in range(0, len(ids) - seq - 1, seq)]
+        x = torch.tensor(rows)
+        logits = model(x[:, :-1])
+        losses[kind] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1)).item()
+    return losses
+
+
+def train(steps=600, batch=16, seq=96, lr=3e-3, seed=0, out=OUT, progress=True):
+    torch.manual_seed(seed)
+    tokenizer = Tokenizer.from_file(resolve("gemma3-270m"))
+    corpus = read_corpus(tokenizer)
+    used = sorted({i for train_ids, val_ids in corpus.values() for i in train_ids + val_ids})
+    vocab = TinyVocab([-1] + used, tokenizer)
+    data = {k: [vocab.small[i] for i in tr] for k, (tr, _) in corpus.items()}
+    val = {k: [vocab.small[i] for i in va] for k, (_, va) in corpus.items()}
+    config = tiny_config(len(vocab.gemma_ids))
+    model = Gemma(config)
+    init_weights(model, seed=seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    rng = random.Random(seed)
+    stream = batches(data, batch, seq, rng)
+    routed, remove = router_outputs(model)
+    history = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(steps), desc="training", disable=not progress)
+    start = time.time()
+    for step in bar:
+        model.train()
+        x = next(stream)
+        routed.clear()
+        logits = model(x[:, :-1])
+        lm = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+        loss = lm + 0.01 * balance_loss(routed, config.num_experts)
+        opt.zero_grad()
+        loss.backward()
+        for g in opt.param_groups:  # cosine decay to 10 %
+            g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        opt.step()
+        history.append(round(lm.item(), 4))
+        bar.set_postfix(loss=f"{lm.item():.3f}")
+    remove()
+    save(model, vocab, out)
+    log = {"command": f"python -m minigemma.train_tiny_moe --steps {steps} --seed {seed}",
+           "seed": seed, "steps": steps, "batch": batch, "seq": seq, "lr": lr,
+           "seconds": round(time.time() - start), "train_loss": history,
+           # measured on the saved checkpoint, as a reader will reload it
+           "validation_loss": {k: round(v, 4) for k, v in evaluate(load_tiny_moe(out)[0], val).items()}}
+    (Path(out) / "train_log.json").write_text(json.dumps(log, indent=1))
+    return model, vocab
+
+
+def save(model, vocab, out):
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
+    (out / "config.json").write_text(json.dumps(asdict(model.config), indent=1))
+    (out / "vocab.json").write_text(json.dumps(vocab.gemma_ids))
+
+
+def load_tiny_moe(directory=OUT):
+    """-> (model, vocab, log): the committed tiny MoE, ready to route your text."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config = TextConfig.from_dict(json.loads((directory / "config.json").read_text()))
+    model = build_model(config, load_file(directory / "model.safetensors"))
+    vocab = TinyVocab(json.loads((directory / "vocab.json").read_text()))
+    log = json.loads((directory / "train_log.json").read_text()) if (directory / "train_log.json").exists() else {}
+    return model, vocab, log
+
+
+def validation_data(vocab):
+    """The held-out windows, in small ids, exactly as training evaluated them."""
+    corpus = read_corpus(vocab.tokenizer)
+    return {k: [vocab.small.get(i, UNK) for i in va] for k, (_, va) in corpus.items()}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    train(steps=args.steps, seed=args.seed, out=args.out)
+    print(json.dumps(json.loads((Path(args.out) / "train_log.json").read_text())["validation_loss"]))
