@@ -234,3 +234,30 @@ def check_exercise_6_2(fn):
         want = {i: config.kv_donor(i) for i in range(config.first_kv_shared_layer, config.num_hidden_layers)}
         assert dict(got) == want, f"{name}: expected {want}, got {dict(got)}"
     _ok("6.2")
+
+
+# --- 07_mixture_of_experts -------------------------------------------------------------------
+def check_exercise_7_1(fn):
+    """fn(probs, k, per_expert_scale) -> (weights, index) like the router's last steps."""
+    gen = torch.Generator().manual_seed(7)
+    probs = torch.rand(10, 16, generator=gen).softmax(-1)
+    scale = torch.rand(16, generator=gen) + 0.5
+    got = _attempt("7.1", fn, probs, 4, scale)
+    if got is None:
+        return
+    top, index = probs.topk(4, dim=-1)
+    want = top / top.sum(-1, keepdim=True) * scale[index]
+    assert torch.equal(got[1], index), "the chosen experts differ (top-k of the probabilities, largest first)"
+    torch.testing.assert_close(got[0], want, msg=lambda m: f"weights differ (renormalise, then scale): {m}")
+    _ok("7.1")
+
+
+def check_exercise_7_2(fn):
+    """fn(index, num_experts) -> list of counts."""
+    index = torch.randint(0, 16, (30, 4), generator=torch.Generator().manual_seed(8))
+    got = _attempt("7.2", fn, index, 16)
+    if got is None:
+        return
+    want = torch.bincount(index.reshape(-1), minlength=16).tolist()
+    assert [int(v) for v in got] == want, f"expected {want}, got {list(got)}"
+    _ok("7.2")

@@ -89,3 +89,14 @@ def test_gemma4_exercises(capsys):
     with pytest.raises(AssertionError, match="gemma4-e2b: expected"):
         checks.check_exercise_6_2(lambda c: {i: i - 1 for i in range(c.first_kv_shared_layer, c.num_hidden_layers)})
     assert minigemma.preset("gemma4-e2b").kv_donor(34) == 14
+
+
+def test_moe_exercises(capsys):
+    s7 = solutions("07_mixture_of_experts")
+    checks.check_exercise_7_1(s7.top_k_weights)
+    checks.check_exercise_7_2(s7.tokens_per_expert)
+    assert capsys.readouterr().out.count("correct!") == 2
+    with pytest.raises(AssertionError, match="renormalise, then scale"):
+        checks.check_exercise_7_1(lambda p, k, s: (p.topk(k, -1).values, p.topk(k, -1).indices))
+    with pytest.raises(AssertionError, match="expected"):
+        checks.check_exercise_7_2(lambda index, e: [0] * e)
