@@ -9,25 +9,16 @@ expert computation is timed. Not a test: timings depend on the machine.
 """
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import torch
+from bench import timed  # benchmarks/bench.py, beside this file
 
 from minigemma.config import TextConfig
 from minigemma.moe import Experts, Router, experts_dense, experts_naive
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def timed(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @torch.no_grad()

@@ -137,7 +137,9 @@ class TextConfig:
         """Read a transformers ``config.json`` dict (multimodal ones carry a ``text_config``)."""
         if "text_config" in d:
             d = d["text_config"]
-        d = dict(d)
+        defaults = {f.name: f.default for f in fields(cls)}
+        # An explicit null for a field that has a real default means "the default" (as in transformers).
+        d = {k: v for k, v in d.items() if v is not None or defaults.get(k, None) is None}
         if d.get("model_type") == "gemma4":
             d["model_type"] = "gemma4_text"
         # transformers 5.x saves the global layers' head dim / KV heads per layer: {"5": {...}, ...}
@@ -174,6 +176,10 @@ class TextConfig:
         d["layer_types"] = tuple(d["layer_types"])
         if gemma4 and d["layer_types"][-1] != FULL:  # transformers forces Gemma 4's last layer global
             d["layer_types"] = d["layer_types"][:-1] + (FULL,)
+        for index in per_layer:
+            if not 0 <= int(index) < len(d["layer_types"]) or d["layer_types"][int(index)] != FULL:
+                raise ValueError(f"per_layer_config overrides layer {index}, which is not a global layer; "
+                                 "minigemma supports overrides of the global layers only")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

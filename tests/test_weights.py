@@ -103,3 +103,14 @@ def test_norms_from_gguf_are_converted_to_the_hf_convention(gemma, hf_model):
         key = name.removeprefix("model.")
         if key in ours:
             torch.testing.assert_close(ours[key], ref, atol=0, rtol=0, msg=name)
+
+
+def test_config_nulls_mean_defaults_and_overrides_must_be_global():
+    base = {"model_type": "gemma4_text", "num_hidden_layers": 6, "num_kv_shared_layers": None,
+            "hidden_size_per_layer_input": None, "num_global_key_value_heads": None}
+    config = TextConfig.from_dict(base)
+    assert config.num_kv_shared_layers == 0 and config.hidden_size_per_layer_input == 0
+    assert config.kv_donor(5) is None and config.num_global_key_value_heads is None
+    with pytest.raises(ValueError, match="per_layer_config overrides layer 2, which is not a global layer"):
+        TextConfig.from_dict({**base, "per_layer_config": {"2": {"head_dim": 512}}})
+    assert TextConfig.from_dict({**base, "per_layer_config": {"5": {"head_dim": 512}}}).head_dim_of(5) == 512
