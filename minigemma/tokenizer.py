@@ -49,7 +49,7 @@ class Tokenizer:
         if merges is not None:
             self.merge_rank = {pair: r for r, pair in enumerate(merges)}
         # Pieces BPE may produce: SentencePiece never merges into control or byte pieces.
-        self.mergeable = {p for p, i in self.piece_to_id.items() if self.types[i] in (NORMAL, USER_DEFINED, UNUSED)}
+        self.mergeable = {p for p, i in self.piece_to_id.items() if p and self.types[i] in (NORMAL, USER_DEFINED, UNUSED)}
         # Pieces matched whole in raw text before BPE (step 1).
         if special_pieces is None:
             special_pieces = [p for p, t in zip(self.pieces, self.types) if t in (CONTROL, USER_DEFINED)]
@@ -114,13 +114,17 @@ class Tokenizer:
         if model.get("type") != "BPE" or not model.get("byte_fallback"):
             raise ValueError(f"{path}: expected a byte-fallback BPE tokenizer (Gemma's); got {model.get('type')}")
         vocab = model["vocab"]  # piece -> id
-        pieces = [""] * len(vocab)
+        added = {a["id"]: a for a in data.get("added_tokens", [])}
+        pieces = [""] * (max([*vocab.values(), *added]) + 1)  # added tokens may lie past the BPE vocabulary
         for p, i in vocab.items():
             pieces[i] = p
-        added = {a["id"]: a for a in data.get("added_tokens", [])}
+        for i, a in added.items():
+            pieces[i] = a["content"]
         types = []
         for i, p in enumerate(pieces):
-            if i in added:
+            if not p:
+                types.append(UNUSED)  # an id nothing uses
+            elif i in added:
                 types.append(CONTROL if added[i]["special"] else USER_DEFINED)
             elif len(p) == 6 and p.startswith("<0x") and p.endswith(">"):
                 types.append(BYTE)

@@ -93,8 +93,9 @@ def load(source="gemma3-270m", dtype=torch.float32, progress=True):
         tokenizer = Tokenizer.from_gguf_metadata(gguf.metadata, path)
     else:
         raise ValueError(f"{path}: expected a .gguf file or a Hugging Face model directory")
-    if tokenizer.vocab_size != config.vocab_size:
-        raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model {config.vocab_size}")
+    if tokenizer.vocab_size > config.vocab_size:  # fewer is fine: embeddings are often padded (262,208 rows)
+        raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model's embedding only "
+                              f"{config.vocab_size} rows: ids past {config.vocab_size - 1} would have no embedding")
     return build_model(config, state, dtype), tokenizer
 
 

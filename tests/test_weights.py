@@ -114,3 +114,23 @@ def test_config_nulls_mean_defaults_and_overrides_must_be_global():
     with pytest.raises(ValueError, match="per_layer_config overrides layer 2, which is not a global layer"):
         TextConfig.from_dict({**base, "per_layer_config": {"2": {"head_dim": 512}}})
     assert TextConfig.from_dict({**base, "per_layer_config": {"5": {"head_dim": 512}}}).head_dim_of(5) == 512
+
+
+def test_padded_embedding_and_added_tokens_past_the_vocabulary(tmp_path, hf_tokenizer_dir):
+    """Real checkpoints pad the embedding past the tokenizer (Gemma 3: 262,208 rows) and list added
+    tokens past the BPE vocabulary (an image soft token); both must load."""
+    make_tiny_gemma3(tmp_path, hf_tokenizer_dir, vocab_size=262208)
+    data = json.loads((tmp_path / "tokenizer.json").read_text())
+    data["added_tokens"].append({"id": 262144, "content": "<image_soft_token>", "single_word": False, "lstrip": False,
+                                 "rstrip": False, "normalized": False, "special": True})
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data))
+    model, tok = minigemma.load(tmp_path, progress=False)
+    assert model.config.vocab_size == 262208 and tok.vocab_size == 262145
+    assert tok.encode("a<image_soft_token>b") == [tok.encode("a")[0], 262144, tok.encode("b")[0]]
+    assert tok.decode([262144]) == "<image_soft_token>"
+
+
+def test_tokenizer_larger_than_the_embedding_is_an_error(tmp_path, hf_tokenizer_dir):
+    make_tiny_gemma3(tmp_path, hf_tokenizer_dir, vocab_size=262000)
+    with pytest.raises(CheckpointError, match="the tokenizer has 262144 pieces but the model's embedding only 262000 rows"):
+        minigemma.load(tmp_path, progress=False)
