@@ -94,13 +94,22 @@ def sample_text():
     return (DATA / "sample_text.txt").read_text(encoding="utf-8")
 
 
-def perturb_norms(model, seed=0):
-    """Move every norm weight away from its init, so a missing `1 +` offset cannot hide."""
+def perturb(model, std, seed=0):
+    """Move every norm weight, layer scalar and router scale away from its init, so a missing
+    offset or a wrong input cannot hide. Only what a checkpoint stores (state_dict):
+    non-persistent buffers are recomputed on load."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.add_(0.5 * torch.randn(p.shape, generator=gen))
+        for name, t in model.state_dict(keep_vars=True).items():
+            if "norm" in name or "layer_scalar" in name or "scale" in name:
+                t.add_(std * torch.randn(t.shape, generator=gen))
+
+
+def hf_greedy(ref, ids, max_new_tokens):
+    """transformers' greedy continuation of ``ids`` (no early stop), as a list of new ids."""
+    out = ref.generate(torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=None,
+                       pad_token_id=0)
+    return out[0, len(ids):].tolist()
 
 
 def make_tiny_gemma3(out_dir, tokenizer_dir, **overrides):
@@ -123,7 +132,7 @@ def make_tiny_gemma3(out_dir, tokenizer_dir, **overrides):
     kwargs.update(overrides)
     torch.manual_seed(0)
     model = Gemma3ForCausalLM(Gemma3TextConfig(**kwargs)).eval()
-    perturb_norms(model)
+    perturb(model, std=0.5)
     model.save_pretrained(out_dir, **save_kwargs)
     shutil.copy(tokenizer_dir / "tokenizer.json", Path(out_dir) / "tokenizer.json")
     return model

@@ -13,6 +13,8 @@ from safetensors.torch import load_file, save_file
 import minigemma
 from minigemma import CheckpointError, KVCache, TextConfig, expected_keys, generate_ids, kv_cache_bytes
 
+from .conftest import hf_greedy, perturb
+
 ONLY_OURS = {"model_type"}  # TextConfig fields that are not Gemma4TextConfig arguments
 
 
@@ -46,16 +48,6 @@ def test_presets_match_the_published_layer_layouts():
     assert big.head_dim_of(5) == 512 and big.kv_heads_of(5) == 4 and big.kv_heads_of(0) == 16
 
 
-def perturb(model, seed=0):
-    """Norm weights, layer scalars and router scales all moved away from their init values.
-    Only what a checkpoint stores (state_dict): non-persistent buffers are recomputed on load."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict(keep_vars=True).items():
-            if "norm" in name or "layer_scalar" in name or "scale" in name:
-                t.add_(0.3 * torch.randn(t.shape, generator=gen))
-
-
 TINY = dict(vocab_size=262144, hidden_size=64, intermediate_size=96, num_attention_heads=4, head_dim=16,
             global_head_dim=32, sliding_window=8, max_position_embeddings=512, rms_norm_eps=1e-6,
             final_logit_softcapping=30.0, hidden_size_per_layer_input=0,
@@ -80,7 +72,7 @@ def make_tiny_gemma4(directory, tokenizer_dir, style):
 
     torch.manual_seed(0)
     model = Gemma4ForCausalLM(Gemma4TextConfig(**{**TINY, **STYLES[style]})).eval()
-    perturb(model)
+    perturb(model, std=0.3)
     model.save_pretrained(directory)
     shutil.copy(Path(tokenizer_dir) / "tokenizer.json", Path(directory) / "tokenizer.json")
     return model
@@ -108,9 +100,7 @@ def test_greedy_with_cache_matches_transformers(pair):
     style, ref, model, _ = pair
     ids = list(range(1000, 1012))
     ours = list(generate_ids(model, ids, max_new_tokens=24))  # 36 positions, window 8
-    theirs = ref.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None,
-                          pad_token_id=0)[0, len(ids):].tolist()
-    assert ours == theirs
+    assert ours == hf_greedy(ref, ids, 24)
 
 
 @torch.no_grad()

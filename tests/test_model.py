@@ -7,7 +7,7 @@ import torch
 import minigemma
 from minigemma import KVCache, generate_ids
 
-from .conftest import make_tiny_gemma3
+from .conftest import hf_greedy, make_tiny_gemma3
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,7 @@ def test_real_greedy_text_matches_transformers(gemma, hf_model, prompts):
     model, tok = gemma
     for ids in prompts[:3]:
         ours = list(generate_ids(model, ids, max_new_tokens=32))
-        ref = hf_model.generate(torch.tensor([ids]), max_new_tokens=32, do_sample=False,
-                                eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
+        ref = hf_greedy(hf_model, ids, 32)
         assert ours == ref, f"{tok.decode(ours)!r} != {tok.decode(ref)!r}"
 
 
@@ -94,9 +93,7 @@ def test_tiny_greedy_with_cache_matches_transformers(tmp_path, hf_tokenizer_dir)
     model, _ = minigemma.load(tmp_path, progress=False)
     ids = list(range(1000, 1012))
     ours = list(generate_ids(model, ids, max_new_tokens=30))  # 42 positions, window 8
-    theirs = ref.generate(torch.tensor([ids]), max_new_tokens=30, do_sample=False, eos_token_id=None,
-                          pad_token_id=0)[0, len(ids):].tolist()
-    assert ours == theirs
+    assert ours == hf_greedy(ref, ids, 30)
 
 
 @torch.no_grad()
