@@ -61,3 +61,19 @@ def preset(name: str) -> TextConfig:
     if name not in PRESETS:
         raise KeyError(f"no preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+# The vision towers of the four models (``vision.py``). JAX ``gemma4/vision/_encoder.py`` VisionEncoder
+# defaults: d_model 768, 16 layers, 12 heads, ffw_hidden 3072, patch 16, pos_emb_shape 10240, pooling 3;
+# E2B/E4B: ``VisionEncoder(use_clipped_linears=True)``; 26B-A4B/31B: d_model 1152, 27 layers, 16 heads
+# (head dim 72), ffw_hidden 4304, no clipped linears, standardize_embeddings=True.
+def _vision_presets():
+    from .vision import VisionConfig
+
+    small = VisionConfig(use_clipped_linears=True)
+    large = VisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                         num_key_value_heads=16, head_dim=72, standardize=True)
+    return {"gemma4-e2b": small, "gemma4-e4b": small, "gemma4-26b-a4b": large, "gemma4-31b": large}
+
+
+VISION_PRESETS = _vision_presets()
