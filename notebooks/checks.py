@@ -261,3 +261,40 @@ def check_exercise_7_2(fn):
     want = torch.bincount(index.reshape(-1), minlength=16).tolist()
     assert [int(v) for v in got] == want, f"expected {want}, got {list(got)}"
     _ok("7.2")
+
+
+# --- 08_vision -------------------------------------------------------------------------------
+def check_exercise_8_1(fn):
+    """fn(height, width, budget) -> (h, w), the budget resize."""
+    from minigemma.preprocess import BUDGETS, resized_size
+
+    gen = torch.Generator().manual_seed(81)
+    sizes = [(600, 512), (23, 31), (40, 900), (1600, 90), (1, 5000), (3000, 2), (48, 48)]
+    sizes += [tuple(torch.randint(1, 4000, (2,), generator=gen).tolist()) for _ in range(40)]
+    for budget in BUDGETS:
+        for h, w in sizes:
+            got = _attempt("8.1", fn, h, w, budget)
+            if got is None:
+                return
+            want = resized_size(h, w, budget)
+            assert tuple(got) == want, f"{h}×{w} at {budget} tokens: expected {want}, got {tuple(got)}"
+    _ok("8.1")
+
+
+def check_exercise_8_2(fn):
+    """fn(positions (n, 2)) -> (n,) token index of each patch."""
+    from minigemma.preprocess import patchify
+    from minigemma.vision import pool
+
+    for h, w in [(144, 240), (48, 1440), (960, 48), (432, 336)]:
+        positions = patchify(torch.zeros(h, w, 3).numpy())[1]
+        positions = positions[torch.randperm(len(positions), generator=torch.Generator().manual_seed(h))]
+        got = _attempt("8.2", fn, positions)
+        if got is None:
+            return
+        want = pool(torch.arange(len(positions)).float()[None, :, None], positions[None])[0, :, 0]  # mean patch index
+        got = torch.as_tensor(got).long()
+        assert got.shape == (len(positions),), f"expected one token per patch, got shape {tuple(got.shape)}"
+        means = torch.zeros(len(want)).index_add_(0, got, torch.arange(len(positions)).float()) / 9
+        assert torch.allclose(means, want), f"{h}×{w}: patches are grouped into the wrong tokens"
+    _ok("8.2")

@@ -100,3 +100,16 @@ def test_moe_exercises(capsys):
         checks.check_exercise_7_1(lambda p, k, s: (p.topk(k, -1).values, p.topk(k, -1).indices))
     with pytest.raises(AssertionError, match="expected"):
         checks.check_exercise_7_2(lambda index, e: [0] * e)
+
+
+def test_vision_exercises(capsys):
+    s8 = solutions("08_vision")
+    checks.check_exercise_8_1(s8.resized)
+    checks.check_exercise_8_2(s8.token_of_patch)
+    assert capsys.readouterr().out.count("correct!") == 2
+    checks.check_exercise_8_1(stub)
+    assert "not attempted" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="expected"):
+        checks.check_exercise_8_1(lambda h, w, b: (h // 48 * 48, w // 48 * 48))  # no budget
+    with pytest.raises(AssertionError, match="wrong tokens"):
+        checks.check_exercise_8_2(lambda pos: pos[:, 0] // 3 + pos[:, 1] // 3)  # forgets the row width
