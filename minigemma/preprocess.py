@@ -128,8 +128,8 @@ def sample_frames(num_total: int, fps: float, num_frames: int = VIDEO_FRAMES):
     if num_total < 1:
         raise ValueError("the video has no frames")
     n = min(num_frames, num_total)
-    indices = np.arange(n) * num_total // n
-    return indices.tolist(), [i / fps for i in indices]
+    indices = [i * num_total // n for i in range(n)]
+    return indices, [i / fps for i in indices]
 
 
 def preprocess_video(frames, fps: float, max_soft_tokens: int = 70, num_frames: int = VIDEO_FRAMES):

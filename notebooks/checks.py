@@ -298,3 +298,35 @@ def check_exercise_8_2(fn):
         means = torch.zeros(len(want)).index_add_(0, got, torch.arange(len(positions)).float()) / 9
         assert torch.allclose(means, want), f"{h}×{w}: patches are grouped into the wrong tokens"
     _ok("8.2")
+
+
+# --- 09_video --------------------------------------------------------------------------------
+def check_exercise_9_1(fn):
+    """fn(total, n) -> list of frame indices."""
+    from minigemma.preprocess import sample_frames
+
+    for total in (1, 5, 31, 32, 33, 100, 120, 1001, 7200):
+        for n in (8, 32):
+            got = _attempt("9.1", fn, total, n)
+            if got is None:
+                return
+            want = sample_frames(total, 1.0, n)[0]
+            assert [int(i) for i in got] == want, f"{total} frames, {n} wanted: expected {want[:6]}…, got {list(got)[:6]}…"
+    _ok("9.1")
+
+
+def check_exercise_9_2(fn):
+    """fn(timestamps, tokens_per_frame) -> the video's prompt text."""
+    from types import SimpleNamespace
+
+    from transformers.models.gemma4.processing_gemma4 import Gemma4Processor
+
+    proc = SimpleNamespace(boi_token="<start_of_image>", eoi_token="<end_of_image>", video_token="<|video|>")
+    for times, n in [([0.0, 0.5, 1.0], 2), ([0.0, 59.9, 60.0, 61.5, 3599.0], 3)]:
+        got = _attempt("9.2", fn, times, n)
+        if got is None:
+            return
+        want = Gemma4Processor.replace_video_token(
+            proc, {"num_soft_tokens_per_video": [n], "video_metadata": [SimpleNamespace(fps=1, timestamps=times)]}, 0)
+        assert got == want, f"expected {want!r}, got {got!r}"
+    _ok("9.2")

@@ -113,3 +113,17 @@ def test_vision_exercises(capsys):
         checks.check_exercise_8_1(lambda h, w, b: (h // 48 * 48, w // 48 * 48))  # no budget
     with pytest.raises(AssertionError, match="wrong tokens"):
         checks.check_exercise_8_2(lambda pos: pos[:, 0] // 3 + pos[:, 1] // 3)  # forgets the row width
+
+
+def test_video_exercises(capsys):
+    s9 = solutions("09_video")
+    checks.check_exercise_9_1(s9.frame_indices)
+    checks.check_exercise_9_2(s9.video_text)
+    assert capsys.readouterr().out.count("correct!") == 2
+    checks.check_exercise_9_2(stub)
+    assert "not attempted" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="expected"):
+        checks.check_exercise_9_1(lambda total, n: list(range(min(n, total))))  # the first n frames
+    with pytest.raises(AssertionError, match="expected"):
+        checks.check_exercise_9_2(lambda times, n: "".join(f"{t:05.2f} <start_of_image>" + "<|video|>" * n
+                                                           + "<end_of_image>" for t in times))
