@@ -21,7 +21,6 @@ Equal to transformers' ``Gemma4VisionModel``. Left out: dropout, training.
 import math
 from dataclasses import dataclass, field, fields
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,7 +63,9 @@ class VisionConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "VisionConfig":
         """Read a ``config.json`` dict's ``vision_config`` (or a vision config dict itself)."""
-        d = d.get("vision_config", d) or {}
+        d = d["vision_config"] if "vision_config" in d else d
+        if d.get("model_type", "gemma4_vision") != "gemma4_vision":
+            raise ValueError(f"model_type {d['model_type']!r} is not a Gemma 4 vision config")
         for key, fine in {"attention_bias": (False, None)}.items():
             if d.get(key) not in fine:
                 raise ValueError(f"vision config field {key}={d[key]!r} is not supported by minigemma")
@@ -212,8 +213,7 @@ class VisionTower(nn.Module):
 
     def check(self, index, patches, positions):
         """Validate one image's (patches, positions) -> float32 and long tensors, or a clear error."""
-        p = torch.as_tensor(np.asarray(patches) if not torch.is_tensor(patches) else patches).float()
-        pos = torch.as_tensor(np.asarray(positions) if not torch.is_tensor(positions) else positions).long()
+        p, pos = torch.as_tensor(patches).float(), torch.as_tensor(positions).long()  # arrays or tensors
         c, k = self.config, self.config.pooling_kernel_size
         dim = 3 * c.patch_size ** 2
         if p.ndim != 2 or p.shape[1] != dim or pos.shape != (p.shape[0], 2):
