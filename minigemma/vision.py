@@ -231,4 +231,5 @@ class VisionTower(nn.Module):
         if max(cols, rows) > c.position_embedding_size:
             raise ValueError(f"image {index} is {max(cols, rows)} patches long but the position table covers "
                              f"{c.position_embedding_size} (position_embedding_size)")
-        return p, pos
+        device = self.patch_embedder.input_proj.weight.device
+        return p.to(device), pos.to(device)
