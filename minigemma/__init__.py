@@ -4,9 +4,11 @@ from .config import TextConfig
 from .cache import KVCache, kv_cache_bytes
 from .decoder import Gemma
 from .generate import generate, generate_ids, stream_generate
+from .multimodal import multimodal_prompt
 from .tokenizer import Tokenizer
 from .presets import PRESETS, preset
 from .weights import CheckpointError, expected_keys, load
 
 __all__ = ["TextConfig", "Gemma", "KVCache", "kv_cache_bytes", "Tokenizer", "CheckpointError", "load",
-           "expected_keys", "PRESETS", "preset", "generate", "generate_ids", "stream_generate"]
+           "expected_keys", "PRESETS", "preset", "generate", "generate_ids", "stream_generate",
+           "multimodal_prompt"]

@@ -64,7 +64,8 @@ class Attention(nn.Module):
         """x: (B, T, D), cos/sin: (T, hd), positions: (T,) -> out (B, T, D), kv = (k, v, k_pos)
 
         ``shared_kv``: the ``kv`` another layer returned, for KV-shared layers. ``image_blocks``:
-        see ``attention_mask``.
+        see ``attention_mask``; only sliding layers use them (Gemma 4 keeps its global layers
+        causal even between the tokens of one image, as transformers does).
         """
         B, T, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(B, T, self.H, self.hd)).transpose(1, 2)  # (B, H, T, hd)
@@ -79,7 +80,8 @@ class Attention(nn.Module):
             k_pos = positions
             if cache is not None:
                 k, v, k_pos = cache.update(k, v, positions)  # (B, K, S, hd), S = cached + T
-        mask = attention_mask(positions, k_pos, self.window, image_blocks)  # (T, S)
+        blocks = image_blocks if self.window is not None else None
+        mask = attention_mask(positions, k_pos, self.window, blocks)  # (T, S)
         if self.record_probs:
             out = self._explicit(q, k, v, mask)
         else:

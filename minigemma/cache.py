@@ -65,6 +65,8 @@ class KVCache:
             raise ValueError(f"a cache of {max_len} positions exceeds the model's context of "
                              f"{config.max_position_embeddings}")
         self.max_len, self.seen = max_len, 0
+        # Which image each cached position belongs to (-1: text), for bidirectional image attention.
+        self.blocks = torch.full((max_len,), -1, dtype=torch.long, device=device)
         self.layers = []
         for i in range(config.num_hidden_layers):
             if config.kv_donor(i) is not None:

@@ -3,8 +3,9 @@
 Each layer is a "sandwich": RMSNorm before *and after* both attention and MLP, then the residual
 add. That double norm is Gemma's, not Llama's. The input embedding is multiplied by ``√hidden`` (the
 factor rounded to the weight dtype, as transformers does), and the output head reuses the
-embedding matrix (tied weights). ``forward`` also accepts ``inputs_embeds`` so that later parts
-of the course can feed image or audio embeddings in place of token embeddings.
+embedding matrix (tied weights). ``forward`` also takes images, video frames and audio: their
+towers' soft tokens are written over placeholder tokens (``multimodal.py``), and the layers run as
+for text.
 
 Gemma 4 adds, each switched on by its config field: per-layer embeddings (``ple.py``), a mixture of
 experts beside the MLP (``moe.py``), KV-shared layers that borrow an earlier layer's keys and values,
@@ -19,6 +20,7 @@ from .attention import Attention
 from .config import TextConfig
 from .mlp import MLP
 from .moe import Experts, Router
+from .multimodal import merge, soft_tokens, vision_blocks
 from .norm import RMSNorm
 from .ple import per_layer_branch, per_layer_inputs
 from .rope import cos_sin, inv_frequencies
@@ -50,9 +52,9 @@ class DecoderLayer(nn.Module):
         if config.is_gemma4:
             self.register_buffer("layer_scalar", torch.ones(1))  # stored in checkpoints
 
-    def forward(self, x, cos, sin, positions, cache=None, shared_kv=None, ple_input=None, image_blocks=None):
+    def forward(self, x, cos, sin, positions, cache=None, shared_kv=None, ple_input=None, blocks=None):
         """x: (B, T, D) -> (B, T, D), plus this layer's (k, v, k_pos) for KV-sharing layers."""
-        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, positions, cache, shared_kv, image_blocks)
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, positions, cache, shared_kv, blocks)
         h = x + self.post_attention_layernorm(a)
         m = self.mlp(self.pre_feedforward_layernorm(h))
         if self.moe:
@@ -72,9 +74,9 @@ class DecoderLayer(nn.Module):
 class Gemma(nn.Module):
     """A Gemma text decoder: ``model(input_ids) -> logits``, (B, T) -> (B, T, vocab)."""
 
-    def __init__(self, config: TextConfig):
+    def __init__(self, config: TextConfig, vision_config=None, audio_config=None):
         super().__init__()
-        self.config = config
+        self.config, self.vision_config, self.audio_config = config, vision_config, audio_config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         if config.hidden_size_per_layer_input:
             L, P = config.num_hidden_layers, config.hidden_size_per_layer_input
@@ -86,6 +88,9 @@ class Gemma(nn.Module):
         # RoPE frequencies per layer type (plain tensors, not weights: they come from the config).
         dims = {config.layer_types[i]: config.head_dim_of(i) for i in range(config.num_hidden_layers)}
         self.inv_freq = {t: inv_frequencies(d, config.rope_parameters[t]) for t, d in dims.items()}
+        # The towers that turn media into soft tokens (None: a text-only model).
+        self.vision_tower = self.embed_vision = None  # vision.py: built from vision_config
+        self.audio_tower = self.embed_audio = None  # audio.py: built from audio_config
 
     def embed(self, input_ids):
         """(B, T) ids -> (B, T, D) scaled embeddings; raises on ids outside the vocabulary."""
@@ -95,14 +100,23 @@ class Gemma(nn.Module):
         scale = torch.tensor(self.config.hidden_size ** 0.5, dtype=self.embed_tokens.weight.dtype)
         return self.embed_tokens(input_ids) * scale
 
-    def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, image_blocks=None):
+    def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, images=None, videos=None,
+                audio=None):
         """(B, T) ids and/or (B, T, D) embeddings -> (B, T, vocab) logits ((B, 1, vocab) if last_only).
 
         With a ``cache``, the tokens continue where the cache stopped and their K/V are stored.
         PLE models need ``input_ids`` even when ``inputs_embeds`` replace the token embeddings.
+        ``images`` / ``videos`` / ``audio`` (see ``multimodal.soft_tokens``) fill the placeholder tokens
+        of ``input_ids``; pass them with the chunk that holds those placeholders.
         """
         cfg = self.config
-        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
+        ids_for_ple = input_ids
+        if images is not None or videos is not None or audio is not None:
+            if input_ids is None or inputs_embeds is not None:
+                raise ValueError("media need input_ids with their placeholder tokens (and no inputs_embeds)")
+            x, ids_for_ple = merge(self, input_ids, soft_tokens(self, images, videos, audio))  # (B, T, D)
+        else:
+            x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
         T = x.shape[1]
         start = cache.seen if cache is not None else 0
         limit = cache.max_len if cache is not None else cfg.max_position_embeddings  # cache <= context
@@ -113,9 +127,20 @@ class Gemma(nn.Module):
             if input_ids is None:
                 raise ValueError("this model has per-layer embeddings: pass input_ids (with inputs_embeds if you "
                                  "replace some token embeddings)")
-            ple = per_layer_inputs(input_ids, x, self.embed_tokens_per_layer, self.per_layer_model_projection,
+            ple = per_layer_inputs(ids_for_ple, x, self.embed_tokens_per_layer, self.per_layer_model_projection,
                                    self.per_layer_projection_norm, cfg.num_hidden_layers,
                                    cfg.hidden_size_per_layer_input)  # (B, T, L, P)
+        blocks = None  # (positions so far,) image block per position, for bidirectional attention
+        if cfg.use_bidirectional_attention == "vision" and input_ids is not None:
+            blocks = vision_blocks(input_ids)  # (T,)
+            if cache is not None:  # the cache remembers the blocks of every position it holds
+                earlier = cache.blocks[:start]
+                if start and earlier[-1] >= 0 and blocks[0] >= 0:
+                    raise ValueError(f"position {start} continues an image from the previous chunk: the tokens "
+                                     "of an image attend to each other both ways, so pass each image in one chunk")
+                offset = int(earlier.max()) + 1 if start else 0  # block ids stay unique across chunks
+                cache.blocks[start:start + T] = torch.where(blocks >= 0, blocks + offset, -1)
+                blocks = cache.blocks[:start + T]
         positions = torch.arange(start, start + T, device=x.device)  # (T,)
         rot = {t: cos_sin(f, positions, x.dtype) for t, f in self.inv_freq.items()}  # type -> (T, hd) x2
         kv = {}  # layer index -> (k, v, k_pos), read by the KV-shared layers
@@ -130,7 +155,7 @@ class Gemma(nn.Module):
             cos, sin = rot[layer.layer_type]
             x, kv[i] = layer(x, cos, sin, positions, cache.layers[i] if cache is not None else None,
                              kv[donor] if donor is not None else None,
-                             ple[:, :, i] if ple is not None else None, image_blocks)
+                             ple[:, :, i] if ple is not None else None, blocks)
         if cache is not None:
             cache.seen += T
         if last_only:

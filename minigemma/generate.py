@@ -14,6 +14,7 @@ byte tokens is held back until its second half arrives); ``generate`` collects i
 import torch
 
 from .cache import KVCache
+from .multimodal import multimodal_prompt
 
 
 def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None) -> int:
@@ -40,8 +41,11 @@ def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None)
 
 @torch.no_grad()
 def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
-                 seed=None, stop_ids=None):
-    """Yield new token ids one by one (stops at an id in ``stop_ids``, which is not yielded)."""
+                 seed=None, stop_ids=None, images=None, videos=None, audio=None):
+    """Yield new token ids one by one (stops at an id in ``stop_ids``, which is not yielded).
+
+    ``images`` / ``videos`` / ``audio`` fill the prompt's placeholder tokens (``multimodal.py``);
+    they go into the prompt's forward pass only."""
     prompt_ids = [int(i) for i in prompt_ids]
     context = model.config.max_position_embeddings
     if not prompt_ids:
@@ -56,8 +60,10 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=No
     dtype = model.embed_tokens.weight.dtype
     cache = KVCache(model.config, batch=1, max_len=len(prompt_ids) + max_new_tokens, dtype=dtype)
     ids = torch.tensor([prompt_ids])  # (1, T)
+    media = dict(images=images, videos=videos, audio=audio)
     for _ in range(max_new_tokens):
-        logits = model(ids, cache=cache, last_only=True)[0, -1]  # (vocab,)
+        logits = model(ids, cache=cache, last_only=True, **media)[0, -1]  # (vocab,)
+        media = {}  # only the prompt holds placeholders
         nxt = sample_next(logits, temperature, top_k, top_p, generator)
         if stop_ids and nxt in stop_ids:
             return
@@ -66,12 +72,18 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=No
 
 
 def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None,
-                    top_p=None, seed=None, add_bos=True):
-    """Yield pieces of the completion text as they are generated."""
-    prompt_ids = tokenizer.encode(prompt, add_bos=add_bos) if isinstance(prompt, str) else list(prompt)
+                    top_p=None, seed=None, add_bos=True, images=None, videos=None, audio=None):
+    """Yield pieces of the completion text as they are generated.
+
+    With media, a string ``prompt`` holds ``<image>`` / ``<video>`` / ``<audio>`` markers (one per
+    item) that ``multimodal_prompt`` expands into placeholder tokens."""
+    if isinstance(prompt, str) and (images or videos or audio):
+        prompt_ids = multimodal_prompt(tokenizer, prompt, images or (), videos or (), audio or (), add_bos)
+    else:
+        prompt_ids = tokenizer.encode(prompt, add_bos=add_bos) if isinstance(prompt, str) else list(prompt)
     new, printed = [], ""
     for i in generate_ids(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed,
-                          stop_ids={tokenizer.eos_id}):
+                          stop_ids={tokenizer.eos_id}, images=images, videos=videos, audio=audio):
         new.append(i)
         text = tokenizer.decode(new)
         if not text.endswith("\ufffd"):  # an incomplete UTF-8 character waits for its next byte
@@ -83,12 +95,13 @@ def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0
 
 
 def generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
-             seed=None, add_bos=True, stream=None) -> str:
+             seed=None, add_bos=True, stream=None, images=None, videos=None, audio=None) -> str:
     """Return the completion of ``prompt`` (a string, or a list of ids); ``stream(text)`` is
-    called with each new piece as it comes, e.g. ``stream=print``-like callables."""
+    called with each new piece as it comes, e.g. ``stream=print``-like callables. Media: see
+    ``stream_generate``."""
     pieces = []
     for piece in stream_generate(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
-                                 seed, add_bos):
+                                 seed, add_bos, images, videos, audio):
         pieces.append(piece)
         if stream is not None:
             stream(piece)

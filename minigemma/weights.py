@@ -84,8 +84,9 @@ def load(source="gemma3-270m", dtype=torch.float32, progress=True):
     ``config.json``, ``model.safetensors`` (or a sharded index) and ``tokenizer.json``.
     """
     path = resolve(source)
+    towers = {}  # vision_config / audio_config of a multimodal checkpoint
     if path.is_dir():
-        config, state = read_hf_directory(path, progress)
+        config, state, towers = read_hf_directory(path, progress)
         tokenizer = Tokenizer.from_file(path / "tokenizer.json")
     elif path.suffix == ".gguf":
         gguf = GGUFFile(path)
@@ -96,14 +97,15 @@ def load(source="gemma3-270m", dtype=torch.float32, progress=True):
     if tokenizer.vocab_size > config.vocab_size:  # fewer is fine: embeddings are often padded (262,208 rows)
         raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model's embedding only "
                               f"{config.vocab_size} rows: ids past {config.vocab_size - 1} would have no embedding")
-    return build_model(config, state, dtype), tokenizer
+    return build_model(config, state, dtype, **towers), tokenizer
 
 
-def expected_keys(config: TextConfig) -> dict:
-    """Every tensor a checkpoint of this config must hold (our names = transformers' text-model
-    names), with its shape. Built on the ``meta`` device: no memory, even for the 31B."""
+def expected_keys(config: TextConfig, vision_config=None, audio_config=None) -> dict:
+    """Every tensor a checkpoint of this config must hold (our names = transformers' names without
+    the leading ``model.`` / ``model.language_model.``), with its shape. Built on the ``meta``
+    device: no memory, even for the 31B."""
     with torch.device("meta"):
-        model = Gemma(config)
+        model = Gemma(config, vision_config, audio_config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -117,10 +119,10 @@ def unused_by(config: TextConfig, key: str) -> bool:
     return config.kv_donor(i) is not None or (m.group(2) == "v_proj" and config.k_eq_v(i))
 
 
-def build_model(config: TextConfig, state: dict, dtype=torch.float32) -> Gemma:
+def build_model(config: TextConfig, state: dict, dtype=torch.float32, vision_config=None, audio_config=None) -> Gemma:
     """Check ``state`` against the model's own keys and shapes, then assign it (cast to ``dtype``)."""
     with torch.device("meta"):
-        model = Gemma(config)
+        model = Gemma(config, vision_config, audio_config)
     check_state_dict(model, state)
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
     return model.eval()
@@ -167,13 +169,15 @@ def read_gguf(f: GGUFFile, progress=True):
 
 
 def read_hf_directory(path, progress=True):
-    """A transformers-saved directory -> (config, state dict in our names)."""
+    """A transformers-saved directory -> (config, state dict in our names, tower configs)."""
     from safetensors import safe_open
 
     cfg_file = path / "config.json"
     if not cfg_file.exists():
         raise FileNotFoundError(f"{path}: no config.json")
-    config = TextConfig.from_dict(json.loads(cfg_file.read_text()))
+    raw = json.loads(cfg_file.read_text())
+    config = TextConfig.from_dict(raw)
+    towers = {"vision_config": None, "audio_config": None}  # parsed by vision.py / audio.py once built
     index = path / "model.safetensors.index.json"
     if index.exists():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -203,9 +207,9 @@ def read_hf_directory(path, progress=True):
             handles[fname] = safe_open(path / fname, framework="pt")
         state[ours] = handles[fname].get_tensor(key)
     if skipped:
-        towers = sorted({k.split(".")[1] for k in skipped})
-        print(f"minigemma: skipped {len(skipped)} tensors of parts not built yet ({', '.join(towers)})", file=sys.stderr)
+        parts = sorted({k.split(".")[1] for k in skipped})
+        print(f"minigemma: skipped {len(skipped)} tensors of parts not built yet ({', '.join(parts)})", file=sys.stderr)
     if unused:
         print(f"minigemma: ignored {len(unused)} K/V tensors that no layer reads (KV-shared layers, "
               f"keys-as-values layers), e.g. {unused[0]}", file=sys.stderr)
-    return config, state
+    return config, state, towers

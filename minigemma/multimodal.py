@@ -1,0 +1,168 @@
+"""Pictures, video frames and sound in a text model: placeholders, soft tokens and one merge.
+
+A Gemma 4 decoder only ever reads vectors of its own width, one per position. To show it an image,
+the prompt reserves a run of *placeholder* tokens, one per "soft token" the vision tower will make:
+
+    <bos> Describe <start_of_image> <image> <image> … <image> <end_of_image> in one line.
+
+The towers (``vision.py``, ``audio.py``) turn the media into vectors, an *embedder* maps those into
+the text width, and ``merge`` writes them over the placeholders' rows of the embedding, in order.
+Everything else -- the layers, the cache, the output head -- is the text model, unchanged. The same
+merge serves images, video frames and audio; only the placeholder id differs.
+
+Three details decide whether the numbers match the reference (transformers ``Gemma4Model.forward``):
+
+1. the placeholder ids are never looked up in the embedding: they become the pad id (0) first, and
+   per-layer embeddings (PLE, ``ple.py``) of those positions are computed from the pad id too, with
+   the merged embeddings as their "context" input;
+2. the soft tokens must exactly fill the placeholders: a count that differs is an error;
+3. with ``use_bidirectional_attention == "vision"`` the tokens of one image (a run of image or video
+   placeholders) also see each other *forwards*, on sliding layers only (``vision_blocks``).
+"""
+
+import torch
+from torch import nn
+
+from .norm import RMSNorm
+
+# Gemma 4 vocabulary ids (transformers Gemma4Config defaults; the real tokenizer.json agrees).
+PAD_ID = 0
+BOI_ID, IMAGE_ID, EOI_ID = 255999, 258880, 258882  # <start_of_image>, image soft token, <end_of_image>
+VIDEO_ID = 258884  # a video frame's soft token (each frame is framed by BOI/EOI too)
+BOA_ID, AUDIO_ID, EOA_ID = 256000, 258881, 258883  # <start_of_audio>, audio soft token, <end_of_audio>
+PLACEHOLDERS = {IMAGE_ID: "image", VIDEO_ID: "video", AUDIO_ID: "audio"}
+POOLED_PATCHES = 9  # a vision soft token pools a 3×3 block of 16-pixel patches
+
+
+class MultimodalEmbedder(nn.Module):
+    """Tower output -> text width: a weightless RMSNorm, then one linear map (no bias).
+
+    The norm puts every soft token on the same scale before the projection, whatever the tower's
+    activations look like; the projection is the only thing that has to learn the text model's space.
+    """
+
+    def __init__(self, in_dim: int, text_dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.embedding_pre_projection_norm = RMSNorm(in_dim, eps, with_scale=False)
+        self.embedding_projection = nn.Linear(in_dim, text_dim, bias=False)
+
+    def forward(self, x):
+        """x: (n, in_dim) -> (n, text_dim)"""
+        return self.embedding_projection(self.embedding_pre_projection_norm(x))
+
+
+def soft_tokens(model, images=None, videos=None, audio=None) -> dict:
+    """Run the towers -> ``{placeholder id: (n, text width) soft tokens}``, media in prompt order.
+
+    ``images``: list of ``(patches, positions)``; ``videos``: list of videos, each a list of frames
+    ``(patches, positions)``; ``audio``: list of log-mel feature arrays ``(frames, 128)``.
+    """
+    out = {}
+    for kind, items, tower, embedder, token in (
+            ("images", images, model.vision_tower, model.embed_vision, IMAGE_ID),
+            ("videos", videos, model.vision_tower, model.embed_vision, VIDEO_ID),
+            ("audio", audio, model.audio_tower, model.embed_audio, AUDIO_ID)):
+        if items is None:
+            continue
+        if tower is None:
+            part = "audio" if kind == "audio" else "vision"
+            raise ValueError(f"{kind} were passed but this model has no {part} tower (its checkpoint has none, "
+                             f"or it was loaded as a text-only model)")
+        if kind == "videos":
+            items = [frame for video in items for frame in video]  # every frame is one small image
+        out[token] = embedder(tower(list(items)))  # (n, D)
+    return out
+
+
+def merge(model, input_ids, soft: dict):
+    """Text embeddings with the soft tokens written over their placeholders.
+
+    input_ids: (B, T); soft: ``{placeholder id: (n, D)}`` -> x: (B, T, D), text_ids: (B, T), where
+    ``text_ids`` holds the pad id at every placeholder (what the embedding and PLE look up).
+    """
+    is_placeholder = torch.isin(input_ids, torch.tensor(list(PLACEHOLDERS), device=input_ids.device))
+    text_ids = input_ids.masked_fill(is_placeholder, PAD_ID)  # (B, T)
+    x = model.embed(text_ids)  # (B, T, D)
+    for token, name in PLACEHOLDERS.items():
+        mask = input_ids == token  # (B, T)
+        n_slots = int(mask.sum())
+        given = soft.get(token)
+        n_given = 0 if given is None else given.shape[0]
+        if n_slots != n_given:
+            passed = f"the {name} inputs passed give {n_given}" if given is not None else f"no {name} was passed"
+            raise ValueError(f"the prompt has {n_slots} {name} tokens (id {token}) but {passed}: build the "
+                             f"prompt with minigemma.multimodal_prompt so each item gets its exact count")
+        if n_slots:
+            x = x.masked_scatter(mask[..., None], given.to(x.dtype))  # rows filled in reading order
+    return x, text_ids
+
+
+def vision_blocks(input_ids):
+    """(B, T) ids -> (T,) block id per position: each maximal run of image or video placeholders is
+    one block (0, 1, …), everything else -1. Rows of a batch must place their media alike."""
+    is_vision = (input_ids == IMAGE_ID) | (input_ids == VIDEO_ID)  # (B, T)
+    if input_ids.shape[0] > 1 and not (is_vision == is_vision[:1]).all():
+        raise ValueError("the prompts of one batch place their images differently; pass them one at a time")
+    is_vision = is_vision[0]  # (T,)
+    starts = is_vision & ~torch.cat([is_vision.new_zeros(1), is_vision[:-1]])  # first token of each run
+    return torch.where(is_vision, torch.cumsum(starts.long(), 0) - 1, -1)
+
+
+def audio_token_count(num_frames: int) -> int:
+    """Soft tokens of an unpadded clip of ``num_frames`` mel frames (10 ms each): the subsampler's two
+    convolutions (kernel 3, stride 2, padding 1) each keep ``ceil(t / 2)`` frames: one token per 40 ms."""
+    for _ in range(2):
+        num_frames = (num_frames + 1) // 2
+    return num_frames
+
+
+def _timestamp(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
+
+
+def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_bos=True) -> list:
+    """Prompt ids for a text with ``<image>``, ``<video>`` and ``<audio>`` markers, one per item.
+
+    images: ``(patches, positions)`` per image; videos: ``(frames, timestamps in seconds)`` per video
+    (what ``preprocess_video`` returns); audio: a ``(frames, 128)`` feature array per clip. Each marker
+    becomes what transformers' ``Gemma4Processor`` writes: ``BOI + IMAGE×n + EOI`` for an image;
+    ``"MM:SS " + BOI + VIDEO×n + EOI`` per frame, joined by spaces, for a video; ``BOA + AUDIO×n + EOA``
+    for a clip. Text runs are tokenized whole, so the result equals tokenizing the full string with
+    the special tokens inline.
+    """
+    queues = {"<image>": list(images), "<video>": list(videos), "<audio>": list(audio)}
+    for marker, items in queues.items():
+        if text.count(marker) != len(items):
+            raise ValueError(f"the text has {text.count(marker)} {marker} markers but {len(items)} "
+                             f"{marker[1:-1]} items were passed")
+    parts = []  # strings (to tokenize) and lists of ids (to splice in), in order
+    rest = text
+    while rest:
+        found = [(rest.find(m), m) for m in queues if rest.find(m) >= 0]
+        if not found:
+            parts.append(rest)
+            break
+        at, marker = min(found)
+        parts.append(rest[:at])
+        item = queues[marker].pop(0)
+        if marker == "<image>":
+            parts.append([BOI_ID] + [IMAGE_ID] * (len(item[1]) // POOLED_PATCHES) + [EOI_ID])
+        elif marker == "<audio>":
+            parts.append([BOA_ID] + [AUDIO_ID] * audio_token_count(len(item)) + [EOA_ID])
+        else:
+            frames, times = item
+            for j, ((_, positions), t) in enumerate(zip(frames, times, strict=True)):
+                parts += [(" " if j else "") + _timestamp(t) + " ",
+                          [BOI_ID] + [VIDEO_ID] * (len(positions) // POOLED_PATCHES) + [EOI_ID]]
+        rest = rest[at + len(marker):]
+    ids = [tokenizer.bos_id] if add_bos else []
+    text_run = ""
+    for part in parts + [[]]:
+        if isinstance(part, str):
+            text_run += part  # adjacent strings are one run (e.g. "Look: " + "00:00 ")
+            continue
+        if text_run:
+            ids += tokenizer.encode(text_run, add_bos=False)
+            text_run = ""
+        ids += part
+    return ids
