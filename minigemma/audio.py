@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .multimodal import audio_token_count
 from .norm import RMSNorm
 
 SAMPLING_RATE = 16_000
@@ -31,7 +32,7 @@ HOP_LENGTH = 160  # 10 ms
 FFT_LENGTH = 512  # the next power of two above the frame
 NUM_MELS = 128
 MEL_FLOOR = 1e-3
-MAX_SAMPLES = 30 * SAMPLING_RATE  # the 30 s cap: at most 750 audio tokens per clip
+MAX_SAMPLES = 30 * SAMPLING_RATE  # the 30 s cap: at most 2999 frames, 750 audio tokens per clip
 
 
 def read_wav(path):
@@ -87,13 +88,6 @@ def num_frames(num_samples):
     return max(0, (num_samples + FRAME_LENGTH // 2 - (FRAME_LENGTH + 1)) // HOP_LENGTH + 1)
 
 
-def audio_token_count(frames):
-    """Audio tokens of a clip of ``frames`` mel frames: two stride-2 convolutions, ceil(ceil(n/2)/2)."""
-    for _ in range(2):
-        frames = (frames + 1) // 2
-    return frames
-
-
 def check_waveform(waveform, sampling_rate=SAMPLING_RATE):
     """-> a clean (n,) float32 array, or a clear error naming what is wrong with the clip."""
     if isinstance(waveform, (str, Path)):
@@ -101,7 +95,11 @@ def check_waveform(waveform, sampling_rate=SAMPLING_RATE):
     if sampling_rate != SAMPLING_RATE:
         raise ValueError(f"the clip is sampled at {sampling_rate} Hz; Gemma 4 hears 16000 Hz only: "
                          f"resample it first (minigemma does not resample)")
-    x = np.asarray(waveform.detach().cpu() if isinstance(waveform, torch.Tensor) else waveform, dtype=np.float32)
+    x = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
+    if x.dtype.kind in "iub":
+        raise ValueError(f"the waveform holds {x.dtype} samples; pass floats in [-1, 1] (int16 PCM: divide "
+                         "by 32768), or a .wav path")
+    x = x.astype(np.float32)  # what transformers' extractor computes on
     if x.ndim != 1:
         raise ValueError(f"expected a mono waveform of shape (samples,), got shape {x.shape}; "
                          "average the channels first (read_wav does)")
@@ -238,7 +236,8 @@ class FeedForward(nn.Module):
         D = config.hidden_size
         self.pre_layer_norm, self.post_layer_norm = RMSNorm(D, offset=0.0), RMSNorm(D, offset=0.0)
         self.ffw_layer_1, self.ffw_layer_2 = ClippableLinear(config, D, 4 * D), ClippableLinear(config, 4 * D, D)
-        self.act, self.clip, self.weight = ACTIVATIONS[config.hidden_act], config.gradient_clipping, config.residual_weight
+        self.act, self.clip = ACTIVATIONS[config.hidden_act], config.gradient_clipping
+        self.weight = config.residual_weight  # the "half step": 0.5
 
     def forward(self, x):  # (B, T, D) -> (B, T, D)
         h = self.pre_layer_norm(clip(x, self.clip))
@@ -381,6 +380,9 @@ class AudioTower(nn.Module):
             raise ValueError(f"audio features must have shape (frames >= 1, {NUM_MELS}), got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError("audio features hold NaN or infinite values")
+        if x.shape[0] > num_frames(MAX_SAMPLES):
+            raise ValueError(f"the clip has {x.shape[0]} frames ({x.shape[0] / 100:.2f} s); Gemma 4 hears at most "
+                             f"30 s ({num_frames(MAX_SAMPLES)} frames) per clip: split it into several clips")
         x = self.subsample_conv_projection(x.to(self.output_proj.weight.dtype)[None])  # (1, tokens, D)
         for layer in self.layers:
             x = layer(x)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .audio import AudioConfig
 from .config import TextConfig
 from .decoder import Gemma
 from .gguf import GGUFFile
@@ -50,8 +51,9 @@ _GGUF_PATTERNS = [(re.compile("^" + re.escape(g).replace(r"\{i\}", r"(\d+)") + "
 # Prefixes of the text model in Hugging Face checkpoints, most specific first.
 HF_TEXT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 # Parts of multimodal checkpoints that this part of the course does not build yet.
-HF_SKIPPED_PREFIXES = ("model.vision_tower.", "model.audio_tower.", "model.embed_vision.", "model.embed_audio.",
+HF_SKIPPED_PREFIXES = ("model.vision_tower.", "model.embed_vision.",
                        "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
+HF_AUDIO_PREFIXES = ("model.audio_tower.", "model.embed_audio.")  # loaded when config.json has an audio_config
 
 
 def gguf_to_ours(name: str):
@@ -178,6 +180,8 @@ def read_hf_directory(path, progress=True):
     raw = json.loads(cfg_file.read_text())
     config = TextConfig.from_dict(raw)
     towers = {"vision_config": None, "audio_config": None}  # parsed by vision.py / audio.py once built
+    if raw.get("audio_config") is not None:
+        towers["audio_config"] = AudioConfig.from_dict(raw["audio_config"])
     index = path / "model.safetensors.index.json"
     if index.exists():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -191,6 +195,10 @@ def read_hf_directory(path, progress=True):
             raise FileNotFoundError(f"{path}: shard {fname} listed in the index is missing")
         with safe_open(path / fname, framework="pt") as sf:
             names += [(fname, k) for k in sf.keys()]
+    audio_keys = [k for _, k in names if k.startswith(HF_AUDIO_PREFIXES)]
+    if audio_keys and towers["audio_config"] is None:
+        raise CheckpointError(f"{path}: the checkpoint holds {len(audio_keys)} audio tensors (e.g. {audio_keys[0]}) "
+                              "but its config.json has no audio_config to build the audio tower from")
     state, skipped, unused = {}, [], []
     handles = {}
     for fname, key in _bar(names, progress, "loading"):
