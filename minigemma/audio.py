@@ -151,8 +151,6 @@ class AudioConfig:
     gradient_clipping: float = 1e10
     output_proj_dims: int = 1536
 
-    IGNORED = ("model_type", "initializer_range", "transformers_version", "dtype", "torch_dtype")
-
     def __post_init__(self):
         object.__setattr__(self, "subsampling_conv_channels", tuple(self.subsampling_conv_channels))
         if self.hidden_act not in ACTIVATIONS:
@@ -163,17 +161,14 @@ class AudioConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AudioConfig":
-        """A ``config.json``'s ``audio_config`` (or the whole file) -> AudioConfig. Unknown keys are
-        refused by name, except bookkeeping that does not change the maths."""
+        """A ``config.json``'s ``audio_config`` (or the whole file) -> AudioConfig. Keys that are not
+        fields (``initializer_range``, ``dtype``, …) do not change the forward pass and are dropped;
+        an explicit null means the default, as in transformers."""
         d = d.get("audio_config", d)
+        if d.get("model_type", "gemma4_audio") != "gemma4_audio":
+            raise ValueError(f"audio_config model_type {d['model_type']!r} is not supported (expected 'gemma4_audio')")
         names = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k not in cls.IGNORED and not (k in names and v is None)}
-        unknown = sorted(k for k in d if k not in names and not k.startswith(("_", "output_", "id2label",
-                         "label2id", "architectures", "return_dict", "chunk_size_feed", "is_encoder",
-                         "problem_type")))
-        if unknown:
-            raise ValueError(f"audio_config fields not supported by minigemma: {', '.join(unknown)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in d.items() if k in names and v is not None})
 
 
 ACTIVATIONS = {"silu": F.silu, "relu": F.relu, "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
@@ -186,8 +181,8 @@ def clip(x, bound):
 
 
 class ClippableLinear(nn.Module):
-    """A bias-free Linear whose input and output are clamped to bounds stored in the checkpoint
-    (±inf when untrained): the tower was trained for low-precision inference with these ranges."""
+    """A bias-free Linear whose input and output are clamped to four scalars stored in the
+    checkpoint (±inf: no clipping)."""
 
     def __init__(self, config: AudioConfig, d_in, d_out):
         super().__init__()

@@ -28,7 +28,7 @@ TOWER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, subsamp
 CHUNKINGS = {
     "default": {},  # chunk 12, left 13, right 0, cap 50: the released tower
     "chunk5-left4-right3": dict(attention_chunk_size=5, attention_context_left=4, attention_context_right=3,
-                                attention_logit_cap=3.0, gradient_clipping=4.0, rms_norm_eps=1e-4),
+                                attention_logit_cap=3.0, gradient_clipping=1.0, rms_norm_eps=1e-4),
     "unclipped": dict(use_clipped_linears=False, attention_chunk_size=7, attention_context_left=8),
 }
 
@@ -243,8 +243,10 @@ def test_tower_input_errors():
         tower([np.zeros((3000, 128), np.float32)])
     with pytest.raises(ValueError, match="no audio clips"):
         tower([])
-    with pytest.raises(ValueError, match="audio_config fields not supported by minigemma: conformer_groups"):
-        AudioConfig.from_dict({"audio_config": {"hidden_size": 32, "conformer_groups": 2}})
+    with pytest.raises(ValueError, match="audio_config model_type 'gemma3n_audio' is not supported"):
+        AudioConfig.from_dict({"audio_config": {"hidden_size": 32, "model_type": "gemma3n_audio"}})
+    with pytest.raises(ValueError, match="hidden_act='gelu' is not supported"):
+        AudioConfig.from_dict({"hidden_act": "gelu"})
 
 
 # --- whole models --------------------------------------------------------------------------------
@@ -311,6 +313,11 @@ def test_greedy_continuation_equals_transformers_generate(pair):
     theirs = out[0, len(ids):].tolist()
     ours = list(generate_ids(model, ids, max_new_tokens=8, audio=[audio_features(w) for w in waveforms]))
     assert ours == theirs
+    # The string-level entry point: markers in the text, feature arrays beside it.
+    assert tokenizer.eos_id not in theirs
+    text = minigemma.generate(model, tokenizer, "Listen: <audio> and then <audio>. What was said?",
+                              audio=[audio_features(w) for w in waveforms], max_new_tokens=8)
+    assert text == tokenizer.decode(theirs)
 
 
 def test_audio_token_count_must_match_the_clips(pair):
