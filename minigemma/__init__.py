@@ -1,5 +1,6 @@
 """minigemma: Gemma built from scratch in plain PyTorch, one idea per module."""
 
+from .audio import AudioConfig, AudioTower, audio_features, read_wav
 from .config import TextConfig
 from .cache import KVCache, kv_cache_bytes
 from .decoder import Gemma
@@ -7,9 +8,10 @@ from .generate import generate, generate_ids, stream_generate
 from .multimodal import multimodal_prompt
 from .preprocess import preprocess_image, preprocess_video
 from .tokenizer import Tokenizer
-from .presets import PRESETS, preset
+from .presets import AUDIO_PRESETS, PRESETS, preset
 from .weights import CheckpointError, expected_keys, load
 
 __all__ = ["TextConfig", "Gemma", "KVCache", "kv_cache_bytes", "Tokenizer", "CheckpointError", "load",
            "expected_keys", "PRESETS", "preset", "generate", "generate_ids", "stream_generate",
-           "multimodal_prompt", "preprocess_image", "preprocess_video"]
+           "multimodal_prompt", "preprocess_image", "preprocess_video", "AudioConfig", "AudioTower",
+           "audio_features", "read_wav", "AUDIO_PRESETS"]

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention
+from .audio import AudioTower
 from .config import TextConfig
 from .mlp import MLP
 from .moe import Experts, Router
-from .multimodal import MultimodalEmbedder, merge, soft_tokens, vision_blocks
+from .multimodal import PLACEHOLDERS, MultimodalEmbedder, merge, soft_tokens, vision_blocks
 from .norm import RMSNorm
 from .ple import per_layer_branch, per_layer_inputs
 from .rope import cos_sin, inv_frequencies
@@ -94,6 +95,10 @@ class Gemma(nn.Module):
         self.embed_vision = MultimodalEmbedder(vision_config.hidden_size, config.hidden_size,
                                                vision_config.rms_norm_eps) if vision_config else None
         self.audio_tower = self.embed_audio = None  # audio.py: built from audio_config
+        if audio_config is not None:
+            self.audio_tower = AudioTower(audio_config)
+            self.embed_audio = MultimodalEmbedder(audio_config.output_proj_dims, config.hidden_size,
+                                                  audio_config.rms_norm_eps)
 
     def embed(self, input_ids):
         """(B, T) ids -> (B, T, D) scaled embeddings; raises on ids outside the vocabulary."""
@@ -114,7 +119,10 @@ class Gemma(nn.Module):
         """
         cfg = self.config
         ids_for_ple = input_ids
-        if images is not None or videos is not None or audio is not None:
+        # A model with a tower must not read placeholders as plain tokens: without media, merge names the gap.
+        unfilled = (self.vision_tower is not None or self.audio_tower is not None) and input_ids is not None \
+            and inputs_embeds is None and bool(torch.isin(input_ids, torch.tensor(list(PLACEHOLDERS))).any())
+        if images is not None or videos is not None or audio is not None or unfilled:
             if input_ids is None or inputs_embeds is not None:
                 raise ValueError("media need input_ids with their placeholder tokens (and no inputs_embeds)")
             x, ids_for_ple = merge(self, input_ids, soft_tokens(self, images, videos, audio))  # (B, T, D)

@@ -10,6 +10,7 @@ One correction to our own architecture notes: JAX sets ``override_ffw_hidden_for
 ``use_double_wide_mlp: false``; so E4B's KV-shared layers keep the normal MLP width.
 """
 
+from .audio import AudioConfig
 from .config import FULL, SLIDING, TextConfig
 
 
@@ -55,6 +56,12 @@ PRESETS = {
                              attention_k_eq_v=True, sliding_window=1024, layer_types=_pattern(5, 60),
                              use_bidirectional_attention="vision", max_position_embeddings=262144),
 }
+
+
+# The audio tower of E2B and E4B (the larger two hear nothing): JAX ``Gemma4_E2B`` / ``Gemma4_E4B`` both pass
+# ``audio_encoder=ConformerConfig()`` (gm/nn/gemma4/audio/_modules.py): 12 layers, model_dims 1024, 8 heads,
+# left context 13, right 0, kernel 5, lm_model_dims 1536 (our output_proj_dims), SubSamplingBlock (128, 32).
+AUDIO_PRESETS = {"gemma4-e2b": AudioConfig(), "gemma4-e4b": AudioConfig()}
 
 
 def preset(name: str) -> TextConfig:

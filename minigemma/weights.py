@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .audio import AudioConfig
 from .config import TextConfig
 from .decoder import Gemma
 from .gguf import GGUFFile
@@ -50,9 +51,9 @@ _GGUF_PATTERNS = [(re.compile("^" + re.escape(g).replace(r"\{i\}", r"(\d+)") + "
 
 # Prefixes of the text model in Hugging Face checkpoints, most specific first.
 HF_TEXT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
-# Parts of multimodal checkpoints that this part of the course does not build yet.
-HF_SKIPPED_PREFIXES = ("model.audio_tower.", "model.embed_audio.",
-                       "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
+# Parts of multimodal checkpoints that minigemma does not build (Gemma 3's projector).
+HF_SKIPPED_PREFIXES = ("model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
+HF_AUDIO_PREFIXES = ("model.audio_tower.", "model.embed_audio.")  # loaded when config.json has an audio_config
 
 
 def gguf_to_ours(name: str):
@@ -179,7 +180,7 @@ def read_hf_directory(path, progress=True):
     raw = json.loads(cfg_file.read_text())
     config = TextConfig.from_dict(raw)
     towers = {"vision_config": VisionConfig.from_dict(raw["vision_config"]) if raw.get("vision_config") else None,
-              "audio_config": None}  # parsed by vision.py / audio.py once built
+              "audio_config": AudioConfig.from_dict(raw["audio_config"]) if raw.get("audio_config") else None}
     index = path / "model.safetensors.index.json"
     if index.exists():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -193,6 +194,10 @@ def read_hf_directory(path, progress=True):
             raise FileNotFoundError(f"{path}: shard {fname} listed in the index is missing")
         with safe_open(path / fname, framework="pt") as sf:
             names += [(fname, k) for k in sf.keys()]
+    audio_keys = [k for _, k in names if k.startswith(HF_AUDIO_PREFIXES)]
+    if audio_keys and towers["audio_config"] is None:
+        raise CheckpointError(f"{path}: the checkpoint holds {len(audio_keys)} audio tensors (e.g. {audio_keys[0]}) "
+                              "but its config.json has no audio_config to build the audio tower from")
     state, skipped, unused = {}, [], []
     handles = {}
     for fname, key in _bar(names, progress, "loading"):
@@ -210,7 +215,7 @@ def read_hf_directory(path, progress=True):
         state[ours] = handles[fname].get_tensor(key)
     if skipped:
         parts = sorted({k.split(".")[1] for k in skipped})
-        print(f"minigemma: skipped {len(skipped)} tensors of parts not built yet ({', '.join(parts)})", file=sys.stderr)
+        print(f"minigemma: skipped {len(skipped)} tensors of parts minigemma does not build ({', '.join(parts)})", file=sys.stderr)
     if unused:
         print(f"minigemma: ignored {len(unused)} K/V tensors that no layer reads (KV-shared layers, "
               f"keys-as-values layers), e.g. {unused[0]}", file=sys.stderr)

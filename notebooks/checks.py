@@ -330,3 +330,60 @@ def check_exercise_9_2(fn):
             proc, {"num_soft_tokens_per_video": [n], "video_metadata": [SimpleNamespace(fps=1, timestamps=times)]}, 0)
         assert got == want, f"expected {want!r}, got {got!r}"
     _ok("9.2")
+# --- 10_audio --------------------------------------------------------------------------------
+def check_exercise_10_1(fn):
+    """fn(num_samples) -> audio tokens of a 16 kHz clip of that many samples."""
+    from minigemma.audio import num_frames
+    from minigemma.multimodal import audio_token_count
+
+    lengths = [161, 320, 321, 480, 481, 800, 37920, 160_000, 480_000]
+    got = _attempt("10.1", lambda: [fn(n) for n in lengths])
+    if got is None:
+        return
+    want = [audio_token_count(num_frames(n)) for n in lengths]
+    for n, g, w in zip(lengths, got, want):
+        assert int(g) == w, (f"{n} samples: expected {w} tokens, got {g} (frames = (n + 160 - 321) // 160 + 1, "
+                             "then ceil(/2) twice)")
+    _ok("10.1")
+
+
+def check_exercise_10_2(fn):
+    """fn(frame (320,)) -> (128,) log-mel values."""
+    import numpy as np
+
+    from minigemma.audio import audio_features
+
+    x = np.random.default_rng(10).uniform(-0.5, 0.5, 1601).astype(np.float32)
+    frame = x[:320]  # the second frame of the clip x starts at sample 0 (the first is half padding)
+    got = _attempt("10.2", fn, frame)
+    if got is None:
+        return
+    want = audio_features(x)[1]
+    got = np.asarray(got, dtype=np.float64).reshape(-1)
+    assert got.shape == (128,), f"expected 128 values, got shape {got.shape}"
+    err = np.abs(got - want).max()
+    assert err < 1e-4, f"off by {err:.3g}: periodic Hann window, |rfft(n=512)|, @ MEL_BANK, log(mel + 0.001)?"
+    _ok("10.2")
+
+
+def check_exercise_10_3(fn):
+    """fn(T, past, future) -> (T, T) bool: may query q attend to key t?"""
+    from minigemma.audio import local_attention_mask
+
+    for T, past, future in [(13, 12, 0), (20, 4, 3), (9, 2, 1)]:
+        got = _attempt("10.3", fn, T, past, future)
+        if got is None:
+            return
+        blocked = local_attention_mask(T, 5, past, future)  # (blocks, 5, context)
+        want = torch.zeros(T, T, dtype=torch.bool)
+        for b in range(blocked.shape[0]):
+            for c in range(5):
+                for s in range(blocked.shape[2]):
+                    q, t = b * 5 + c, b * 5 - past + s
+                    if q < T and blocked[b, c, s]:
+                        want[q, t] = True
+        got = torch.as_tensor(got).bool()
+        assert got.shape == (T, T), f"expected shape {(T, T)}, got {tuple(got.shape)}"
+        assert torch.equal(got, want), (f"T={T}, past={past}, future={future}: rows differ, e.g. query "
+                                        f"{int((got != want).any(1).nonzero()[0])}")
+    _ok("10.3")

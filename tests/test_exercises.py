@@ -4,6 +4,7 @@ message, and treat an untouched stub as 'not attempted' (so the notebooks run un
 import importlib.util
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,3 +128,17 @@ def test_video_exercises(capsys):
     with pytest.raises(AssertionError, match="expected"):
         checks.check_exercise_9_2(lambda times, n: "".join(f"{t:05.2f} <start_of_image>" + "<|video|>" * n
                                                            + "<end_of_image>" for t in times))
+def test_audio_exercises(capsys):
+    s10 = solutions("10_audio")
+    checks.check_exercise_10_1(s10.audio_tokens)
+    checks.check_exercise_10_2(s10.log_mel)
+    checks.check_exercise_10_3(s10.visible)
+    checks.check_exercise_10_1(stub)
+    out = capsys.readouterr().out
+    assert out.count("correct!") == 3 and "not attempted yet" in out
+    with pytest.raises(AssertionError, match="ceil"):
+        checks.check_exercise_10_1(lambda n: n // 640)
+    with pytest.raises(AssertionError, match="Hann window"):
+        checks.check_exercise_10_2(lambda f: np.log(np.abs(np.fft.rfft(f, n=512)) @ s10.MEL_BANK + 1e-3))
+    with pytest.raises(AssertionError, match="rows differ"):
+        checks.check_exercise_10_3(lambda T, p, f: s10.visible(T, p + 1, f))
