@@ -51,9 +51,11 @@ _GGUF_PATTERNS = [(re.compile("^" + re.escape(g).replace(r"\{i\}", r"(\d+)") + "
 
 # Prefixes of the text model in Hugging Face checkpoints, most specific first.
 HF_TEXT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
-# Parts of multimodal checkpoints that minigemma does not build (Gemma 3's projector).
-HF_SKIPPED_PREFIXES = ("model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
-HF_AUDIO_PREFIXES = ("model.audio_tower.", "model.embed_audio.")  # loaded when config.json has an audio_config
+# Gemma 4's towers, each built from its part of config.json.
+HF_TOWER_PREFIXES = {"vision_config": ("model.vision_tower.", "model.embed_vision."),
+                     "audio_config": ("model.audio_tower.", "model.embed_audio.")}
+# Gemma 3's multimodal parts (a SigLIP tower and its projector): minigemma loads only its text model.
+HF_GEMMA3_SKIPPED = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
 
 
 def gguf_to_ours(name: str):
@@ -179,8 +181,10 @@ def read_hf_directory(path, progress=True):
         raise FileNotFoundError(f"{path}: no config.json")
     raw = json.loads(cfg_file.read_text())
     config = TextConfig.from_dict(raw)
-    towers = {"vision_config": VisionConfig.from_dict(raw["vision_config"]) if raw.get("vision_config") else None,
-              "audio_config": AudioConfig.from_dict(raw["audio_config"]) if raw.get("audio_config") else None}
+    towers = {"vision_config": None, "audio_config": None}
+    if config.is_gemma4:  # Gemma 3's vision_config describes a SigLIP tower, which we skip
+        towers = {"vision_config": VisionConfig.from_dict(raw["vision_config"]) if raw.get("vision_config") else None,
+                  "audio_config": AudioConfig.from_dict(raw["audio_config"]) if raw.get("audio_config") else None}
     index = path / "model.safetensors.index.json"
     if index.exists():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -194,14 +198,17 @@ def read_hf_directory(path, progress=True):
             raise FileNotFoundError(f"{path}: shard {fname} listed in the index is missing")
         with safe_open(path / fname, framework="pt") as sf:
             names += [(fname, k) for k in sf.keys()]
-    audio_keys = [k for _, k in names if k.startswith(HF_AUDIO_PREFIXES)]
-    if audio_keys and towers["audio_config"] is None:
-        raise CheckpointError(f"{path}: the checkpoint holds {len(audio_keys)} audio tensors (e.g. {audio_keys[0]}) "
-                              "but its config.json has no audio_config to build the audio tower from")
+    for part, prefixes in HF_TOWER_PREFIXES.items():
+        tower_keys = [k for _, k in names if k.startswith(prefixes)]
+        if config.is_gemma4 and tower_keys and towers[part] is None:
+            raise CheckpointError(f"{path}: the checkpoint holds {len(tower_keys)} {part[:-7]} tensors (e.g. "
+                                  f"{tower_keys[0]}) but its config.json has no {part} to build the {part[:-7]} "
+                                  "tower from")
+    skipped_prefixes = () if config.is_gemma4 else HF_GEMMA3_SKIPPED
     state, skipped, unused = {}, [], []
     handles = {}
     for fname, key in _bar(names, progress, "loading"):
-        if key.startswith(HF_SKIPPED_PREFIXES):
+        if key.startswith(skipped_prefixes):
             skipped.append(key)
             continue
         if key == "lm_head.weight":  # tied to the embedding; some exporters still write it
@@ -215,7 +222,8 @@ def read_hf_directory(path, progress=True):
         state[ours] = handles[fname].get_tensor(key)
     if skipped:
         parts = sorted({k.split(".")[1] for k in skipped})
-        print(f"minigemma: skipped {len(skipped)} tensors of parts minigemma does not build ({', '.join(parts)})", file=sys.stderr)
+        print(f"minigemma: skipped {len(skipped)} tensors of Gemma 3's multimodal parts, which minigemma does not "
+              f"build ({', '.join(parts)})", file=sys.stderr)
     if unused:
         print(f"minigemma: ignored {len(unused)} K/V tensors that no layer reads (KV-shared layers, "
               f"keys-as-values layers), e.g. {unused[0]}", file=sys.stderr)

@@ -463,8 +463,9 @@ def test_model_input_errors_name_the_problem(multimodal_pair, tmp_path):
 
 @torch.no_grad()
 def test_a_checkpoint_with_an_audio_tower_loads_with_its_vision_tower(tmp_path, hf_tokenizer_dir):
-    """E2B/E4B checkpoints hold both towers: the vision part is built and equal to transformers, the
-    audio part is left to its own module (skipped until it is built)."""
+    """E2B/E4B checkpoints hold both towers: both are built, and the vision path equals transformers.
+    (transformers sizes the audio input projection as (channels[0] // 4) · channels[1], which is the
+    real (128 mel bins / 4) · channels[1] only when channels[0] = 128, as in the released config.)"""
     import shutil
 
     from transformers import (Gemma4AudioConfig, Gemma4Config, Gemma4ForConditionalGeneration, Gemma4TextConfig,
@@ -473,7 +474,7 @@ def test_a_checkpoint_with_an_audio_tower_loads_with_its_vision_tower(tmp_path, 
     from .test_gemma4 import STYLES, TINY
 
     audio = Gemma4AudioConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                              subsampling_conv_channels=[4, 4], output_proj_dims=16)
+                              subsampling_conv_channels=[128, 4], output_proj_dims=16)
     torch.manual_seed(0)
     ref = Gemma4ForConditionalGeneration(Gemma4Config(text_config=Gemma4TextConfig(**{**TINY, **STYLES["e-style"]}),
                                                       vision_config=Gemma4VisionConfig(**TINY_TOWER),

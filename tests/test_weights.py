@@ -54,7 +54,8 @@ def test_multimodal_layout_loads_text_and_reports_skipped_towers(tiny_dir, capsy
     (tiny_dir / "config.json").write_text(json.dumps({"model_type": "gemma3", "text_config": cfg}))
     model, _ = minigemma.load(tiny_dir, progress=False)
     assert model.config.num_hidden_layers == 7
-    assert "skipped 1 tensors of parts not built yet (vision_tower)" in capsys.readouterr().err
+    assert "skipped 1 tensors of Gemma 3's multimodal parts, which minigemma does not build (vision_tower)" \
+        in capsys.readouterr().err
 
 
 def test_unsupported_config_fields_are_named():
