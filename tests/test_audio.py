@@ -116,6 +116,20 @@ def test_wav_mono_and_stereo(tmp_path, width):
                                atol=1e-5)
 
 
+def test_wav_8_and_24_bit(tmp_path):
+    x = clip(0.2)
+    for width, encode, scale in [(1, lambda v: (np.round(v * 127) + 128).astype(np.uint8).tobytes(), 128),
+                                 (3, lambda v: b"".join(int(i).to_bytes(3, "little", signed=True)
+                                                        for i in np.round(v * (2 ** 23 - 1))), 2 ** 23)]:
+        with wave.open(str(tmp_path / f"{width}.wav"), "wb") as f:
+            f.setnchannels(1)
+            f.setsampwidth(width)
+            f.setframerate(16000)
+            f.writeframes(encode(x))
+        samples, _ = read_wav(tmp_path / f"{width}.wav")
+        np.testing.assert_allclose(samples, np.round(x * (scale - 1)) / scale, atol=1e-7)
+
+
 def test_bad_audio_gets_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="needs at least 161"):
         audio_features(np.zeros(160, np.float32))
