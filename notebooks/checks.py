@@ -83,30 +83,39 @@ def check_exercise_1_3(fn):
 
 # --- 02_gemma_decoder ------------------------------------------------------------------------
 def check_exercise_2_1(fn):
-    """fn(T, window) -> (T, T) bool sliding-window causal mask."""
-    for T, window in [(6, 3), (10, 1), (5, 8)]:
-        got = _attempt("2.1", fn, T, window)
+    """fn(T, window, n_layers) -> for each position, the earliest position that can reach it."""
+    for T, window, n in [(12, 3, 1), (12, 3, 2), (20, 4, 3), (6, 1, 5), (30, 512, 2)]:
+        got = _attempt("2.1", fn, T, window, n)
         if got is None:
             return
         pos = torch.arange(T)
-        want = attention_mask(pos, pos, window)
-        assert got.shape == want.shape and torch.equal(got.bool(), want), \
-            f"T={T}, window={window}: expected\n{want.int()}\ngot\n{got.int()}"
+        step = attention_mask(pos, pos, window).int()  # (T, T): who reads whom in one layer
+        reach = torch.linalg.matrix_power(step, n) > 0  # paths of n layers
+        want = reach.int().argmax(-1).tolist()  # first reachable key of each row
+        assert [int(v) for v in got] == want, (
+            f"T={T}, window={window}, n_layers={n}: expected {want}, got {list(got)} "
+            "(each layer reaches window - 1 further back)")
     _ok("2.1")
 
 
 def check_exercise_2_2(fn):
-    """fn(x, weight, eps) -> Gemma 3 RMSNorm of x (scale 1 + weight), computed in float32."""
-    gen = torch.Generator().manual_seed(0)
-    x, w = torch.randn(3, 7, 16, generator=gen), torch.randn(16, generator=gen)
-    got = _attempt("2.2", fn, x, w, 1e-6)
-    if got is None:
-        return
-    norm = RMSNorm(16, 1e-6, offset=1.0)
-    with torch.no_grad():
-        norm.weight.copy_(w)
-        want = norm(x)
-    torch.testing.assert_close(got, want, msg=lambda m: f"RMSNorm differs (is the scale 1 + weight?): {m}")
+    """fn(q, k, distance, theta) -> RoPE score of q at m and k at m - distance, for any m."""
+    from minigemma.rope import apply_rope, cos_sin, inv_frequencies
+
+    gen = torch.Generator().manual_seed(2)
+    for d, theta, distance in [(8, 1e4, 3), (64, 1e4, 100), (256, 1e6, 5000), (16, 100.0, 0)]:
+        q, k = torch.randn(d, generator=gen), torch.randn(d, generator=gen)
+        got = _attempt("2.2", fn, q.clone(), k.clone(), distance, theta)
+        if got is None:
+            return
+        m = 7000
+        cos, sin = cos_sin(inv_frequencies(d, {"rope_theta": theta}), torch.tensor([m, m - distance]))
+        rq = apply_rope(q.view(1, 1, 1, d), cos[:1], sin[:1])
+        rk = apply_rope(k.view(1, 1, 1, d), cos[1:], sin[1:])
+        want = (rq * rk).sum().item()
+        assert abs(float(got) - want) < 1e-3 * max(1.0, abs(want)), (
+            f"d={d}, theta={theta}, distance={distance}: expected {want:.4f}, got {float(got):.4f} "
+            "(rotate one vector by the distance; pairs are (i, i + d/2))")
     _ok("2.2")
 
 

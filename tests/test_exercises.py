@@ -53,14 +53,14 @@ def test_tokenizer_exercises(gemma, capsys):
 
 def test_decoder_exercises(gemma, capsys):
     s = solutions("02_gemma_decoder")
-    checks.check_exercise_2_1(s.sliding_mask)
-    checks.check_exercise_2_2(s.rms_norm)
+    checks.check_exercise_2_1(s.earliest_reachable)
+    checks.check_exercise_2_2(s.relative_score)
     checks.check_exercise_2_3(s.parameter_counts, gemma[0])
     assert capsys.readouterr().out.count("correct!") == 3
-    with pytest.raises(AssertionError, match="window=3"):
-        checks.check_exercise_2_1(lambda T, w: torch.ones(T, T).tril().bool())
-    with pytest.raises(AssertionError, match="1 \\+ weight"):
-        checks.check_exercise_2_2(lambda x, w, eps: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w)
+    with pytest.raises(AssertionError, match="n_layers=2"):  # one layer's reach, not n layers'
+        checks.check_exercise_2_1(lambda T, w, n: [max(0, t - w + 1) for t in range(T)])
+    with pytest.raises(AssertionError, match="distance=3"):  # the plain dot product ignores position
+        checks.check_exercise_2_2(lambda q, k, dist, theta: (q @ k).item())
 
 
 def test_gemma4_exercises(capsys):
