@@ -1,6 +1,8 @@
 """Checkers for the notebooks' exercises. Each compares your function with minigemma's own
 answer on inputs you have not seen, and says what is wrong. Solutions: ../solutions/."""
 
+import math
+
 import torch
 
 import minigemma
@@ -191,46 +193,61 @@ def check_exercise_4_2(fn):
 
 # --- 05_per_layer_embeddings -----------------------------------------------------------------
 def check_exercise_5_1(fn):
-    """fn(config) -> parameters in the PLE table (0 without PLE)."""
-    for name, config in minigemma.PRESETS.items():
-        got = _attempt("5.1", fn, config)
+    """fn(model, ids, y, i) -> y + layer i's PLE branch, with the per-layer inputs computed from ids."""
+    from minigemma.ple import per_layer_branch, per_layer_inputs
+
+    gen = torch.Generator().manual_seed(5)
+    cfg = minigemma.TextConfig(model_type="gemma4_text", vocab_size=300, hidden_size=24, intermediate_size=32,
+                               num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                               global_head_dim=8, sliding_window=4, hidden_size_per_layer_input=6,
+                               vocab_size_per_layer_input=300, max_position_embeddings=32,
+                               layer_types=("sliding_attention",) * 3 + ("full_attention",))
+    model = minigemma.Gemma(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (1.0 if "norm" in name else 0.2) + ("norm" in name))
+    ids, y = torch.tensor([[3, 250, 3, 17]]), torch.randn(1, 4, 24, generator=gen)
+    for i in (1, 3):
+        got = _attempt("5.1", fn, model, ids, y.clone(), i)
         if got is None:
             return
-        want = dict(minigemma.expected_keys(config)).get("embed_tokens_per_layer.weight", (0, 0))
-        want = want[0] * want[1]
-        assert int(got) == want, f"{name}: expected {want:,}, got {got}"
+        with torch.no_grad():
+            p = per_layer_inputs(ids, model.embed(ids), model.embed_tokens_per_layer, model.per_layer_model_projection,
+                                 model.per_layer_projection_norm, cfg.num_hidden_layers, cfg.hidden_size_per_layer_input)
+            layer = model.layers[i]
+            want = per_layer_branch(y, p[:, :, i], layer.per_layer_input_gate, layer.per_layer_projection,
+                                    layer.post_per_layer_input_norm)
+        torch.testing.assert_close(got, want, msg=lambda m: f"layer {i}: {m} (the three scales √P, 1/√D, 1/√2? "
+                                   "the norm on each layer's slice? layer i's columns of the table?)")
     _ok("5.1")
 
 
 def check_exercise_5_2(fn):
-    """fn(y, p_l, gate_w, proj_w, norm_w, eps) -> y + norm(proj(gelu(gate(y)) * p_l))."""
-    from torch import nn
-
-    from minigemma.ple import per_layer_branch
-
-    gen = torch.Generator().manual_seed(5)
-    y, p = torch.randn(2, 3, 16, generator=gen), torch.randn(2, 3, 4, generator=gen)
-    gate, proj = nn.Linear(16, 4, bias=False), nn.Linear(4, 16, bias=False)
-    norm = RMSNorm(16, 1e-6, offset=0.0)
-    with torch.no_grad():
-        for m in (gate, proj, norm):
-            m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
-        want = per_layer_branch(y, p, gate, proj, norm)
-    got = _attempt("5.2", fn, y, p, gate.weight.detach(), proj.weight.detach(), norm.weight.detach(), 1e-6)
-    if got is None:
-        return
-    torch.testing.assert_close(got, want, msg=lambda m: f"PLE branch differs (tanh GELU? norm scale w?): {m}")
+    """fn(config, bytes_per_number) -> bytes of PLE table read per token."""
+    for name, config in minigemma.PRESETS.items():
+        for nbytes in (2, 4):
+            got = _attempt("5.2", fn, config, nbytes)
+            if got is None:
+                return
+            shape = dict(minigemma.expected_keys(config)).get("embed_tokens_per_layer.weight", (1, 0))
+            want = shape[1] * nbytes  # one row: every layer's slice
+            assert int(got) == want, f"{name}, {nbytes} bytes per number: expected {want:,}, got {got}"
     _ok("5.2")
 
 
 # --- 06_gemma4_text_model --------------------------------------------------------------------
 def check_exercise_6_1(fn):
-    """fn(logits, cap) -> cap * tanh(logits / cap)."""
-    x = torch.linspace(-200, 200, 41)
-    got = _attempt("6.1", fn, x, 30.0)
-    if got is None:
-        return
-    torch.testing.assert_close(got, 30.0 * torch.tanh(x / 30.0), msg=lambda m: f"softcap differs: {m}")
+    """fn(config) -> k_proj/v_proj parameters saved by KV sharing and keys as values."""
+    for name, config in minigemma.PRESETS.items():
+        got = _attempt("6.1", fn, config)
+        if got is None:
+            return
+        full = sum(2 * config.hidden_size * config.kv_heads_of(i) * config.head_dim_of(i)
+                   for i in range(config.num_hidden_layers))
+        have = sum(math.prod(shape) for key, shape in minigemma.expected_keys(config).items()
+                   if key.endswith(("k_proj.weight", "v_proj.weight")))
+        assert int(got) == full - have, (f"{name}: expected {full - have:,} parameters saved, got {int(got):,} "
+                                         "(count both mechanisms, with each layer's own heads and head dim)")
     _ok("6.1")
 
 

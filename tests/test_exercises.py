@@ -72,9 +72,9 @@ def test_gemma4_exercises(capsys):
     checks.check_exercise_3_2(s3.turning_pairs)
     checks.check_exercise_4_1(s4.ring_contents)
     checks.check_exercise_4_2(s4.kv_bytes_per_token)
-    checks.check_exercise_5_1(s5.ple_table_parameters)
-    checks.check_exercise_5_2(s5.ple_branch_exercise)
-    checks.check_exercise_6_1(s6.softcap)
+    checks.check_exercise_5_1(s5.ple_end_to_end)
+    checks.check_exercise_5_2(s5.ple_bytes_per_token)
+    checks.check_exercise_6_1(s6.kv_projection_savings)
     checks.check_exercise_6_2(s6.donors)
     assert capsys.readouterr().out.count("correct!") == 8
     with pytest.raises(AssertionError, match="is the exponent over d"):
@@ -84,8 +84,13 @@ def test_gemma4_exercises(capsys):
         checks.check_exercise_4_1(lambda n, w: list(range(w)))
     with pytest.raises(AssertionError, match="bytes per token"):
         checks.check_exercise_4_2(lambda c: 0)
-    with pytest.raises(AssertionError, match="norm scale w"):
-        checks.check_exercise_5_2(lambda y, p, g, pr, n, eps: y)
+    with pytest.raises(AssertionError, match="the three scales"):
+        checks.check_exercise_5_1(lambda model, ids, y, i: y)
+    with pytest.raises(AssertionError, match="gemma4-e2b, 2 bytes per number"):  # one layer's slice only
+        checks.check_exercise_5_2(lambda c, b: c.hidden_size_per_layer_input * b)
+    with pytest.raises(AssertionError, match="gemma4-e2b: expected .* parameters saved"):  # sharing only
+        checks.check_exercise_6_1(lambda c: sum(2 * c.hidden_size * c.kv_heads_of(i) * c.head_dim_of(i)
+                                                for i in range(c.first_kv_shared_layer, c.num_hidden_layers)) + 1)
     with pytest.raises(AssertionError, match="gemma4-e2b: expected"):
         checks.check_exercise_6_2(lambda c: {i: i - 1 for i in range(c.first_kv_shared_layer, c.num_hidden_layers)})
     assert minigemma.preset("gemma4-e2b").kv_donor(34) == 14
