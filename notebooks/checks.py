@@ -137,16 +137,19 @@ def check_exercise_2_3(fn, model):
 
 # --- 03_rope_and_p_rope ----------------------------------------------------------------------
 def check_exercise_3_1(fn):
-    """fn(d, theta, proportion) -> (d/2,) p-RoPE frequencies."""
+    """fn(config, i) -> tokens per full turn of layer i's slowest turning RoPE pair."""
     from minigemma.rope import inv_frequencies
 
-    for d, theta, p in [(512, 1e6, 0.25), (64, 1e4, 0.5), (32, 100.0, 1.0)]:
-        got = _attempt("3.1", fn, d, theta, p)
-        if got is None:
-            return
-        want = inv_frequencies(d, {"rope_type": "proportional", "rope_theta": theta, "partial_rotary_factor": p})
-        assert got.shape == want.shape, f"d={d}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
-        torch.testing.assert_close(got.float(), want, msg=lambda m: f"d={d}, p={p}: {m} (is the exponent over d?)")
+    for name, config in minigemma.PRESETS.items():
+        for i in sorted({0, config.layer_types.index("full_attention"), config.num_hidden_layers - 1}):
+            got = _attempt("3.1", fn, config, i)
+            if got is None:
+                return
+            f = inv_frequencies(config.head_dim_of(i), config.rope_parameters[config.layer_types[i]])
+            want = float(2 * math.pi / f[f > 0].min())
+            assert abs(float(got) - want) < 1e-3 * want, (
+                f"{name}, layer {i} ({config.layer_types[i]}): expected {want:,.1f} tokens, got {float(got):,.1f} "
+                "(this layer's head dim and RoPE settings; pairs with frequency 0 never turn)")
     _ok("3.1")
 
 

@@ -2,6 +2,7 @@
 message, and treat an untouched stub as 'not attempted' (so the notebooks run under nbval)."""
 
 import importlib.util
+import math
 import sys
 
 import pytest
@@ -68,7 +69,7 @@ def test_gemma4_exercises(capsys):
 
     s3, s4 = solutions("03_rope_and_p_rope"), solutions("04_hybrid_attention_and_kv_cache")
     s5, s6 = solutions("05_per_layer_embeddings"), solutions("06_gemma4_text_model")
-    checks.check_exercise_3_1(s3.p_rope)
+    checks.check_exercise_3_1(s3.slowest_turn)
     checks.check_exercise_3_2(s3.turning_pairs)
     checks.check_exercise_4_1(s4.ring_contents)
     checks.check_exercise_4_2(s4.kv_bytes_per_token)
@@ -77,9 +78,9 @@ def test_gemma4_exercises(capsys):
     checks.check_exercise_6_1(s6.kv_projection_savings)
     checks.check_exercise_6_2(s6.donors)
     assert capsys.readouterr().out.count("correct!") == 8
-    with pytest.raises(AssertionError, match="is the exponent over d"):
-        checks.check_exercise_3_1(lambda d, theta, p: torch.cat([
-            1.0 / theta ** (torch.arange(0, int(p * d / 2) * 2, 2).float() / (p * d)), torch.zeros(d // 2 - int(p * d / 2))]))
+    with pytest.raises(AssertionError, match="full_attention"):  # a full RoPE's slowest pair on global layers
+        checks.check_exercise_3_1(lambda c, i: 2 * math.pi * c.rope_parameters[c.layer_types[i]]["rope_theta"]
+                                  ** ((c.head_dim_of(i) - 2) / c.head_dim_of(i)))
     with pytest.raises(AssertionError, match="expected"):
         checks.check_exercise_4_1(lambda n, w: list(range(w)))
     with pytest.raises(AssertionError, match="bytes per token"):
