@@ -77,7 +77,7 @@ plt.show()
 
 # %% [markdown]
 # **Check against the package.** Greedy decoding takes the most likely piece; the package's
-# `generate_ids` (which uses a KV cache) must pick the same first token as our hand computation.
+# `generate_ids` (which keeps earlier keys and values in a *KV cache*, notebook 04) must pick the same first token as our hand computation.
 
 # %%
 first = next(minigemma.generate_ids(model, ids, max_new_tokens=1))
