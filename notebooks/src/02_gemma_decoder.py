@@ -10,6 +10,29 @@
 #
 # **Prerequisites:** notebooks 00 and 01. Gemma 4 keeps all of these pieces and changes a few
 # details (notebooks 03–06), so this is the skeleton everything else hangs on.
+#
+# ## 0. The big picture, before any weights
+#
+# A decoder turns a list of token ids into one score per vocabulary piece *for every position*
+# (notebook 00 used only the last position's scores). In between, each token is a vector of 640
+# numbers, the **residual stream**: the embedding puts a vector there, and then every one of the
+# 18 layers *reads* the stream and *adds* a small correction to it. Nothing is ever overwritten,
+# only added to, which is why very deep stacks still train.
+#
+# Each layer adds two corrections, one after the other:
+#
+# - **attention** is the only place where positions talk to each other: it lets a token gather
+#   information from earlier tokens (which earlier tokens, and how much, is computed on the fly);
+# - the **MLP** works on each position alone: it transforms what attention brought in.
+#
+# ### Attention in one paragraph
+# Think of a library. Each token writes a **query** ("what am I looking for?"), and each token also
+# carries a **key** ("what do I contain?", the label on the spine) and a **value** (the content of
+# the book). A token compares its query with every visible key (a dot product: large when they
+# point the same way), turns the scores into weights that sum to 1 (softmax), and takes that
+# weighted average of the values. Queries, keys and values are three different linear projections
+# of the same stream, learned so that the right tokens find each other. Here it is on three toy
+# tokens with 2-number vectors, small enough to follow by hand:
 
 # %%
 import math
@@ -32,6 +55,48 @@ print(f"hidden {cfg.hidden_size}, {cfg.num_attention_heads} query heads, {cfg.nu
       f"head dim {cfg.head_dim}, MLP {cfg.intermediate_size}, window {cfg.sliding_window}")
 print("embed_tokens:", tuple(W["embed_tokens.weight"].shape), "  q_proj:", tuple(W["layers.0.self_attn.q_proj.weight"].shape))
 
+# %%
+q_toy = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # (T=3, 2) what each token looks for
+k_toy = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, -1.0]])  # (3, 2) what each token offers as a label
+v_toy = torch.tensor([[10.0, 0.0], [0.0, 10.0], [5.0, 5.0]])  # (3, 2) the content each token hands over
+scores_toy = q_toy @ k_toy.T  # (3, 3): row = query token, column = key token
+causal = torch.ones(3, 3).tril().bool()  # a token may look at itself and the past only
+weights_toy = scores_toy.masked_fill(~causal, float("-inf")).softmax(-1)
+print("scores\n", scores_toy, "\nweights (rows sum to 1)\n", weights_toy.round(decimals=3))
+print("outputs\n", (weights_toy @ v_toy).round(decimals=2))
+
+# %% [markdown]
+# Token 0 can only see itself, so it gets its own value back. Token 1's query `[0, 1]` matches
+# token 1's key `[0, 2]` far better than token 0's (score 2 vs 0), so 88 % of its weight goes to
+# token 1 and its output is mostly token 1's value. The `-inf` entries are the **causal mask**: a
+# softmax turns them into weight 0, so no token reads the future.
+#
+# **Heads.** One attention can only look for one thing at a time. A model runs several in
+# parallel, each with its own, smaller projections (Gemma 3 270M: 4 heads of 256 numbers), and
+# concatenates their outputs. **Grouped-query attention** (GQA) lets several query heads share one
+# key/value head: here all 4 query heads share a single key and a single value head, which makes
+# the keys and values, the part a generator has to remember (notebook 04), 4× smaller.
+#
+# **Why divide the scores by √d.** A dot product of two vectors of `d` random numbers of size ~1
+# has a spread of about √d. Left alone, scores of 256-number vectors would be in the tens and the
+# softmax would put all its weight on one key; dividing by √d keeps scores near 1 whatever the
+# head size ([Vaswani et al., 2017](https://arxiv.org/abs/1706.03762), §3.2.1).
+#
+# ### The Gemma layer: a "sandwich"
+# Most transformers normalise a branch's *input* only ("pre-norm"). Gemma (since
+# [Gemma 2](https://arxiv.org/abs/2408.00118)) also normalises its *output* before adding it back,
+# so no single layer can shout over the stream:
+
+# %%
+fig = viz.plot_sandwich_layer()
+plt.show()
+
+# %% [markdown]
+# In formulas, with `x` the stream entering layer `i`:
+# `h = x + post_attention_norm(attention(input_norm(x)))`, then
+# `x_next = h + post_feedforward_norm(MLP(pre_feedforward_norm(h)))`. Sections 1–5 build the
+# pieces, section 6 stacks 18 of these layers.
+
 # %% [markdown]
 # ## 1. RMSNorm
 # - divide a vector by its root-mean-square, then scale each dimension;
@@ -47,15 +112,51 @@ x = torch.randn(2, 3, 640)
 y = rms_norm(x, W["norm.weight"])
 print(tuple(y.shape), f"rms before {x.pow(2).mean().sqrt().item():.2f}, after {y.pow(2).mean().sqrt().item():.2f}")
 
+# %% [markdown]
+# Why is the output's RMS about 56, not 1? The division makes every vector's RMS exactly 1; then
+# the learned scale `1 + w` stretches each dimension. `W["norm.weight"]` is the *final* norm of the
+# trained model, and its weights are large (mean about 25, up to 300), so a unit vector comes out
+# with an RMS close to the RMS of `1 + w` itself. The norm fixes the *size* of what goes in; the
+# learned weights choose the size, per dimension, of what comes out.
+
+# %%
+scale = 1.0 + W["norm.weight"].float()
+print(f"mean w = {W['norm.weight'].float().mean():.1f}, max w = {W['norm.weight'].float().max():.0f}, "
+      f"RMS of (1 + w) = {scale.pow(2).mean().sqrt():.2f}")
+x_unit = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + cfg.rms_norm_eps)
+print(f"RMS of x after the division alone: {x_unit.pow(2).mean().sqrt():.2f}")
+
 # %%
 torch.testing.assert_close(y, model.norm(x))  # the package's RMSNorm agrees
 print("RMSNorm matches the package")
 
 # %% [markdown]
 # ## 2. Rotary position embeddings (RoPE)
-# - pair dimension `i` with `i + d/2`; turn each pair by `position × θ^(-2i/d)`;
-# - queries and keys are rotated, values are not;
-# - sliding layers use `θ = 10,000`, global layers `θ = 1,000,000` (slower turning, for long range).
+#
+# Attention as written above has no idea of order: shuffle the earlier tokens and every score stays
+# the same. RoPE ([Su et al., 2021, RoFormer](https://arxiv.org/abs/2104.09864)) puts position into
+# the queries and keys with a **clock**. Split a 256-number head into 128 pairs; treat each pair as
+# the hand of a clock (a 2-D arrow). At position `m`, turn every hand by `m` steps, where each pair
+# has its own step size: the first pairs are fast second hands, the last ones slow hour hands.
+# Here are three of the 128 hands of a sliding layer, drawn at positions 0 to 7:
+
+# %%
+fig = viz.plot_rope_clock(torch.tensor([1.0, 1e4 ** (-32 / 128), 1e4 ** (-120 / 128)]), list(range(8)),
+                          ["pair 0: 1 radian per token", "pair 16: 0.10 rad/token", "pair 60: 0.0013 rad/token"])
+plt.show()
+
+# %% [markdown]
+# Why a clock helps: the dot product of two arrows depends only on the **angle between** them. If
+# the query is turned by its position `m` and the key by its position `n`, the score sees only the
+# difference `m − n`: RoPE gives attention *relative* positions for free, and the fast and slow
+# hands together tell "1 token back" from "300 tokens back", like seconds and hours on a watch.
+#
+# Now the formula:
+# - pair dimension `i` with `i + d/2` (the "rotate-half" layout Gemma uses);
+# - turn pair `i` by the angle `position × θ^(-2i/d)`: `θ^(-2i/d)` goes from 1 (pair 0) down to
+#   almost `1/θ` (the last pair);
+# - queries and keys are rotated, values are not (they are content, not addresses);
+# - sliding layers use `θ = 10,000`, global layers `θ = 1,000,000` (slower hands, for long range).
 
 # %%
 def rope_inv_freq(d, theta):
@@ -84,9 +185,11 @@ fig = viz.plot_rope_angles({"sliding layers, θ = 10,000": rope_inv_freq(256, 1e
 plt.show()
 
 # %% [markdown]
-# Each row is a dimension pair, each column a position; the colour is the angle. The first pairs
-# spin quickly (they tell neighbours apart); the last pairs barely move (they carry long-range
-# information). With the larger base, more pairs barely move, which suits layers that see everything.
+# Each row is a dimension pair, each column a position; the colour is the angle turned so far
+# (the colour wheel wraps, like the clock). The first pairs spin quickly (they tell neighbours
+# apart); the last pairs barely move (they carry long-range information). With the larger base,
+# more pairs barely move, which suits layers that see everything. Notebook 03 studies these
+# wavelengths and Gemma 4's change to them.
 
 # %%
 from minigemma.rope import apply_rope, cos_sin, inv_frequencies
@@ -102,6 +205,11 @@ print("RoPE matches the package")
 # - a **sliding** layer also forgets everything more than `window − 1` tokens back
 #   (`window` counts the token itself: 512 for this model);
 # - a **global** layer sees the whole past. Gemma 3 stacks 5 sliding layers, then 1 global.
+#
+# Why mix them: a sliding layer costs the same at token 100,000 as at token 600 (it only ever
+# looks 511 back, and notebook 04 shows it needs only 512 slots of memory), while a global layer's
+# cost and memory grow with the text. Local layers do most of the work cheaply; every sixth layer
+# looks at everything ([Gemma 3 report](https://arxiv.org/abs/2503.19786), §2).
 
 # %%
 def mask(T, window=None):
@@ -126,7 +234,18 @@ print("mask matches the package")
 # ## 4. Attention with grouped queries and QK-norm
 # - project to queries (4 heads), keys and values (1 shared head: grouped-query attention);
 # - RMS-norm each query and key head (`q_norm`, `k_norm`), then rotate with RoPE;
-# - scores `q·kᵀ / √256`, mask, softmax, weighted sum of values, output projection.
+# - scores `q·kᵀ / √query_pre_attn_scalar`, mask, softmax, weighted sum of values, output projection.
+#
+# **`query_pre_attn_scalar` vs √head_dim.** The config names the number under the square root
+# separately from the head size, because Gemma has not always used the head size there. For this
+# model both are 256, so the scale is the textbook `1/√head_dim`. Gemma 2 27B used heads of 128
+# but `query_pre_attn_scalar = 144` (its width 4608 ÷ 32 heads), as its
+# [report](https://arxiv.org/abs/2408.00118) describes; Gemma 4 sets the scale to 1 altogether,
+# because its query and key norms already fix the size of `q` and `k` (notebook 06).
+
+# %%
+print(f"query_pre_attn_scalar = {cfg.query_pre_attn_scalar}, head_dim = {cfg.head_dim}: "
+      f"scores are divided by {math.sqrt(cfg.query_pre_attn_scalar):g}")
 
 # %%
 def attention(x, i, layer_type, positions):
@@ -147,8 +266,15 @@ def attention(x, i, layer_type, positions):
     return out.transpose(1, 2).reshape(B, T, H * hd) @ W[p + "o_proj.weight"].T  # (B, T, D)
 
 # %% [markdown]
+# The `transpose(1, 2)` calls move the head axis in front of the position axis, so that each head
+# does its own `(T, hd) @ (hd, T)` score matrix; `repeat_interleave` hands the single key/value head
+# to all 4 query heads (GQA, [Ainslie et al., 2023](https://arxiv.org/abs/2305.13245)).
+#
 # ## 5. The MLP: a gated GELU
-# `down(gelu(gate(x)) ⊙ up(x))`: the GELU branch acts as a soft, learned gate on the other.
+# `down(gelu(gate(x)) ⊙ up(x))`: two projections from 640 up to 2048 numbers; the GELU of one
+# (a smooth version of "keep if positive, else zero") multiplies the other element by element, so
+# it acts as a soft, learned gate on it; `down` brings the result back to 640
+# ([Shazeer, 2020, GLU variants](https://arxiv.org/abs/2002.05202)).
 
 # %%
 def mlp(x, i):
@@ -158,7 +284,8 @@ def mlp(x, i):
 
 # %% [markdown]
 # ## 6. The whole decoder
-# - embed: look up each id, multiply by `√640` (so embeddings are not drowned by the layers);
+# - embed: look up each id, multiply by `√640` (the stored rows are small, RMS about 0.04; the
+#   factor ≈ 25 brings them to the size the layers' outputs have);
 # - each layer is a **sandwich**: norm → attention → norm → add; norm → MLP → norm → add;
 # - final norm, then logits against the embedding matrix itself (tied weights).
 
@@ -205,8 +332,21 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Many heads park most of their attention on `<bos>` (an "attention sink") and spend the rest on a
-# few meaningful tokens. Explore every layer and head yourself (run the notebook to move the sliders):
+# Colours are on a square-root scale (the colorbar is labelled in probabilities) so that weak
+# links stay visible. Many heads park most of their attention on `<bos>` (an "attention sink",
+# [Xiao et al., 2023](https://arxiv.org/abs/2309.17453)) and spend the rest on a few meaningful
+# tokens. Averages hide what single heads do; here are the four heads of the global layer 11:
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(20, 5.4))
+for head, ax in enumerate(axes):
+    viz.plot_attention(maps[11][head], labels, f"layer 11 (global), head {head}", ax)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Explore every layer and head yourself: the view below has two sliders. It is live only when
+# you run the notebook (a page on GitHub shows the figures above instead).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -225,43 +365,73 @@ for layer, colour in [(4, "#dd8452"), (5, "#4c72b0")]:
     ax.plot(last.numpy() ** 0.5, color=colour, label=f"layer {layer} ({'sliding' if cfg.layer_types[layer] == 'sliding_attention' else 'global'})")
 ax.axvline(700 - 512, color="grey", ls="--", label="window start (512 back)")
 ax.set_xlabel("key position")
-ax.set_ylabel("√ attention of the last token")
-ax.legend()
+ax.set_ylabel("√ attention of the last token")  # square root, as in the maps above
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the plot, covering nothing
 plt.show()
 beyond = long_maps[4][:, -1, : 700 - 512].sum().item()
 print(f"attention mass beyond the window in the sliding layer: {beyond:.1f}")
 
 # %% [markdown]
+# The sliding layer's mass beyond the window is exactly 0: the mask removed those keys before the
+# softmax. The global layer still spends weight near the very start (the `<bos>` sink and the
+# first words), 700 tokens back.
+#
+# ## What you built
+# - the residual stream, read and added to by 18 sandwich layers;
+# - attention (queries, keys, values, heads shared by GQA), RoPE's clock hands, two kinds of masks;
+# - a full forward pass of a real model, equal to the package's logits.
+#
 # ## Exercises
 # Solutions: `../solutions/02_gemma_decoder.py`.
 #
-# **Exercise 2.1** — Write `sliding_mask(T, window)`, a `(T, T)` boolean mask: causal, and no
-# key more than `window − 1` positions back.
+# **Exercise 2.1 — how far back can information travel?** A sliding layer lets position `t` read
+# positions `t − window + 1 … t`. But layers are stacked: what position `t` reads in layer 2 has
+# already read its own past in layer 1. Write `earliest_reachable(T, window, n_layers)`: for each
+# position `t < T`, the earliest position whose token can influence position `t` after `n_layers`
+# sliding layers (and no global layer). Then answer: how far back can the 5 sliding layers
+# between two global layers of Gemma 3 270M reach?
 
 # %%
 from checks import check_exercise_2_1, check_exercise_2_2, check_exercise_2_3
 
-def sliding_mask(T, window):
-    raise NotImplementedError  # your code here
+def earliest_reachable(T, window, n_layers):
+    raise NotImplementedError  # your code here: a list of T ints
 
-check_exercise_2_1(sliding_mask)
+check_exercise_2_1(earliest_reachable)
 
 # %% [markdown]
-# **Exercise 2.2** — Write Gemma 3's `rms_norm(x, weight, eps)` without looking above.
+# **Exercise 2.2 — RoPE sees only distances.** Write `relative_score(q, k, distance, theta)`: the
+# RoPE score `rope(q at m) · rope(k at m − distance)` of two head vectors `q, k: (d,)`, for *any*
+# `m`, computed with **one** rotation of one vector and no absolute position. (Hint: rotations
+# compose: turning both hands by `m` does not change the angle between them.)
 
 # %%
-def rms_norm_exercise(x, weight, eps):
-    raise NotImplementedError  # your code here
+def relative_score(q, k, distance, theta):
+    raise NotImplementedError  # your code here: a float (or 0-d tensor)
 
-check_exercise_2_2(rms_norm_exercise)
+check_exercise_2_2(relative_score)
 
 # %% [markdown]
 # **Exercise 2.3** — Count the model's parameters by kind: return a dict with keys `embedding`,
 # `attention` (projections), `mlp` and `norms` (every norm, including `q_norm`/`k_norm`). What
-# fraction of Gemma 3 270M is the embedding table?
+# fraction of Gemma 3 270M is the embedding table, and why is it so large for such a small model?
 
 # %%
 def parameter_counts(model):
     raise NotImplementedError  # your code here
 
 check_exercise_2_3(parameter_counts, model)
+
+# %% [markdown]
+# ## References
+# - Vaswani et al., [*Attention Is All You Need*](https://arxiv.org/abs/1706.03762), 2017: queries,
+#   keys, values, heads, the √d scale.
+# - Su et al., [*RoFormer: Enhanced Transformer with Rotary Position Embedding*](https://arxiv.org/abs/2104.09864), 2021.
+# - Ainslie et al., [*GQA: Training Generalized Multi-Query Transformer Models*](https://arxiv.org/abs/2305.13245), 2023.
+# - Shazeer, [*GLU Variants Improve Transformer*](https://arxiv.org/abs/2002.05202), 2020: the gated MLP.
+# - Zhang and Sennrich, [*Root Mean Square Layer Normalization*](https://arxiv.org/abs/1910.07467), 2019.
+# - Gemma Team, [*Gemma 2*](https://arxiv.org/abs/2408.00118), 2024: sandwich norms, local/global
+#   layers, `query_pre_attn_scalar`; [*Gemma 3 Technical Report*](https://arxiv.org/abs/2503.19786),
+#   2025: QK-norm, 5:1 local/global, RoPE bases.
+# - Xiao et al., [*Efficient Streaming Language Models with Attention Sinks*](https://arxiv.org/abs/2309.17453), 2023.
+# - [Gemma 3 model card](https://ai.google.dev/gemma/docs/core/model_card_3) (Google AI for Developers).

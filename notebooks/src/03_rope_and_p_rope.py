@@ -6,9 +6,16 @@
 # - the frequency spectrum of Gemma's sliding layers (base 10,000) and global layers (base 1,000,000);
 # - what *proportional* RoPE does on Gemma 4's global layers: only 25 % of the pairs turn, the
 #   rest pass through unrotated, and why that helps at long context;
-# - the two mistakes other ports made, so you can recognise them.
+# - what position information is left on global layers at long range;
+# - two easy mistakes in implementing p-RoPE, so you can recognise them.
 #
 # **Prerequisites:** notebook 02 (RoPE in the Gemma 3 decoder).
+#
+# RoPE comes from [Su et al., 2021 (RoFormer)](https://arxiv.org/abs/2104.09864). Proportional
+# RoPE, rotating only part of each head, was studied by
+# [Barbero et al., 2024](https://arxiv.org/abs/2410.06205), who found that models use the slowest
+# RoPE frequencies as a position-free "semantic" channel and that removing the rotation from them
+# helps; Gemma 4 applies it to its global layers.
 
 # %%
 import torch
@@ -95,13 +102,35 @@ plt.semilogx(distances, full, label="full RoPE, θ = 1e6")
 plt.semilogx(distances, prop, label="p-RoPE (25 % turning)")
 plt.xlabel("distance between query and key (tokens)")
 plt.ylabel("score q·k (same content)")
-plt.legend()
+plt.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)  # beside the plot
 plt.show()
 print(f"score at distance 0: {prop[0]:.0f}; p-RoPE keeps at least {min(prop) / prop[0]:.0%} of it at any distance, "
       f"full RoPE drops to {min(full) / full[0]:.0%}")
 
 # %% [markdown]
-# ## 4. Two mistakes to avoid (both made by real ports)
+# ## 4. What a global layer knows about position at long range
+# Say it plainly. On a global layer, 192 of the 256 pairs never turn: they carry no position at
+# all. The 64 that turn are the *fastest* 64 of a full RoPE; the slowest of them, pair 63, needs
+#
+# `2π / 1,000,000^(−126/512) ≈ 188 tokens`
+#
+# for one full turn. So there is no slow "hour hand" on a global layer: every turning pair wraps
+# around at least every 188 tokens, and over a 128K context each one wraps hundreds of times. The
+# angles still tell *nearby* keys apart precisely (within a few hundred tokens), but whether a key
+# is 5,000 or 50,000 tokens back is not something the layer can read off any single hand. At long
+# range, global layers find what they attend to by **content** (the unrotated pairs, whose score
+# does not change with distance); order and locality come from the sliding layers below them,
+# whose outputs the global layers read. The number, computed rather than typed:
+
+# %%
+turning = glob[glob > 0]
+slowest = 2 * torch.pi / turning.min()
+print(f"slowest turning pair on global layers: one turn every {slowest:.1f} tokens; "
+      f"over 131,072 tokens it wraps {131072 / slowest:,.0f} times")
+assert 187 < slowest < 189
+
+# %% [markdown]
+# ## 5. Two easy mistakes
 # - **Shortening the rotary width** to `0.25 · d` and computing the exponent over that width
 #   gives different frequencies *and* pairs lane `i` with lane `i + 64` instead of `i + 256`.
 # - **Dividing by the rotated width** (`θ^(-2i/128)`) instead of the head dim gives the turning
@@ -112,7 +141,7 @@ wrong = 1.0 / 1e6 ** (torch.arange(0, 128, 2).float() / 128)  # exponent over th
 print("pair 10: right", f"{glob[10]:.3e}", " wrong", f"{wrong[10]:.3e}", f" ({glob[10] / wrong[10]:.0f}× apart)")
 
 # %% [markdown]
-# ## 5. Check against the package and transformers
+# ## 6. Check against the package and transformers
 # `minigemma.rope.inv_frequencies` reads the same `rope_parameters` as a real `config.json`.
 
 # %%
@@ -129,18 +158,26 @@ torch.testing.assert_close(local, hf_rope.sliding_attention_inv_freq.float())
 print("notebook == package == transformers")
 
 # %% [markdown]
+# ## What you built
+# - RoPE frequencies for both layer types, and p-RoPE's 64 turning and 192 standing pairs;
+# - a picture of how a same-content score changes with distance, with and without p-RoPE;
+# - the 188-token limit of position information on global layers, and two easy mistakes.
+#
 # ## Exercises
 # Solutions: `../solutions/03_rope_and_p_rope.py`.
 #
-# **Exercise 3.1** — Write `p_rope(d, theta, proportion)` returning the `(d/2,)` frequencies.
+# **Exercise 3.1 — the slowest hand of any layer.** Write `slowest_turn(config, i)`: the number of
+# tokens the slowest *turning* pair of layer `i` needs for one full turn. Each layer type has its
+# own head size (`config.head_dim_of(i)`) and RoPE settings
+# (`config.rope_parameters[config.layer_types[i]]`); `inv_frequencies` may help.
 
 # %%
 from checks import check_exercise_3_1, check_exercise_3_2
 
-def p_rope(d, theta, proportion):
-    raise NotImplementedError  # your code here
+def slowest_turn(config, i):
+    raise NotImplementedError  # your code here: a float
 
-check_exercise_3_1(p_rope)
+check_exercise_3_1(slowest_turn)
 
 # %% [markdown]
 # **Exercise 3.2** — For a config, return how many dimension pairs of its global layers turn.
@@ -153,5 +190,16 @@ def turning_pairs(config):
 check_exercise_3_2(turning_pairs)
 
 # %% [markdown]
-# **Exercise 3.3** (open) — How many tokens does the *slowest turning* pair of a global layer
-# need for one full turn? Compare with the 128K and 256K contexts of Gemma 4.
+# **Exercise 3.3** (open) — On a sliding layer the slowest pair needs about 58,000 tokens for a
+# turn, but the layer never sees more than 512 (E2B/E4B) or 1,024 (26B/31B) tokens. How far does
+# that pair turn within the window, and what does that make it? Compare with p-RoPE's choice on
+# global layers. (Answer in `../solutions/03_rope_and_p_rope.py`.)
+
+# %% [markdown]
+# ## References
+# - Su et al., [*RoFormer: Enhanced Transformer with Rotary Position Embedding*](https://arxiv.org/abs/2104.09864), 2021.
+# - Barbero et al., [*Round and Round We Go! What makes Rotary Positional Encodings useful?*](https://arxiv.org/abs/2410.06205), 2024: p-RoPE.
+# - Gemma Team, [*Gemma 3 Technical Report*](https://arxiv.org/abs/2503.19786), 2025: RoPE base 10,000 local, 1,000,000 global.
+# - [Gemma 4 E2B model card](https://huggingface.co/google/gemma-4-E2B-it) and transformers'
+#   [Gemma 4 documentation](https://huggingface.co/docs/transformers/model_doc/gemma4) (`partial_rotary_factor`, `rope_theta`).
+# - Vaswani et al., [*Attention Is All You Need*](https://arxiv.org/abs/1706.03762), 2017: the sinusoidal positions RoPE builds on.

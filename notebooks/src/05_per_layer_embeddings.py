@@ -9,6 +9,17 @@
 # - parameter accounting for E2B and E4B from the presets, against the published figures.
 #
 # **Prerequisites:** notebooks 02 and 04.
+#
+# **Where it comes from.** Per-layer embeddings were introduced with
+# [Gemma 3n](https://ai.google.dev/gemma/docs/gemma-3n), Google's models for phones and laptops,
+# together with KV sharing and the "E" in E2B/E4B (*effective* size). Gemma 4's E2B and E4B keep all three.
+#
+# **The problem PLE solves.** On a phone, what limits a model is fast memory (the accelerator's
+# RAM), not storage. A weight that is *multiplied* with every token must sit in fast memory; a
+# weight that is only *looked up* (one row per token) can stay in slower memory and be fetched
+# row by row. An embedding table is looked up. So a model can grow a large table that gives each
+# layer extra, token-specific information, while its fast-memory footprint, and its compute,
+# stay those of a much smaller model.
 
 # %%
 import math
@@ -30,6 +41,14 @@ e2b = minigemma.preset("gemma4-e2b")
 L, P, D, V = e2b.num_hidden_layers, e2b.hidden_size_per_layer_input, e2b.hidden_size, e2b.vocab_size
 print(f"PLE table: {V:,} × {L * P:,} = {V * L * P / 1e9:.2f}B parameters")
 print(f"main embedding: {V:,} × {D:,} = {V * D / 1e9:.2f}B parameters")
+
+# %% [markdown]
+# The PLE table is almost six times the size of the main embedding: 2.35B numbers, about half of
+# E2B's text decoder. Yet a token uses one row of it (8,960 numbers), and no matrix product ever
+# touches the rest. Compare the main embedding: it is also the output head (tied weights), so at
+# every step the final hidden state is multiplied with all of its 262,144 rows.
+#
+# Notation for the rest of the notebook: `L` layers, PLE width `P`, model width `D`, vocabulary `V`.
 
 # %% [markdown]
 # ## 2. Build it, on a small random E-style model
@@ -55,6 +74,22 @@ print({k: tuple(v.shape) for k, v in W.items() if "per_layer" in k and not k.sta
 # Step 1, the **token** part: look the ids up and scale by `√P` (√256 = 16 on the real models).
 # Step 2, the **context** part: project the *main* embedding to `L × P`, scale by `D^-½`, RMS-norm each layer's slice.
 # Step 3: add them and scale by `2^-½` (so the sum of two unit-size parts stays unit-size).
+
+# %% [markdown]
+# **Why these three scales.** Each keeps a part at a known size, so that neither part drowns the other:
+# - the table is stored with small rows (like the main embedding), and `√P` brings a looked-up
+#   row up to the size of one number per dimension, the way `√D` does for the main embedding;
+# - the projection sums `D` products, so its outputs grow like `√D`; dividing by `√D` undoes that,
+#   and the RMS-norm then fixes each layer's slice at the size of its learned weights;
+# - two independent parts of size 1 add up to size `√2`, so the sum is divided by `√2`.
+#
+# The last one is easy to check on random numbers:
+
+# %%
+a, b = torch.randn(100_000), torch.randn(100_000)  # two independent parts, RMS 1 each
+rms_of_sum = ((a + b) / math.sqrt(2)).pow(2).mean().sqrt().item()
+assert abs(rms_of_sum - 1) < 0.02
+print(f"RMS of (a + b) / √2 = {rms_of_sum:.3f}")
 
 # %%
 def rms(x, w, eps=1e-6):
@@ -88,13 +123,16 @@ print("matches the package's per_layer_inputs")
 # could be precomputed and streamed from storage.
 
 # %%
-torch.testing.assert_close(p[0, 0], p[0, 2]); torch.testing.assert_close(p[0, 1], p[0, 4])  # same id, same inputs
-fig, axes = plt.subplots(1, 3, figsize=(11, 2.6))
+torch.testing.assert_close(p[0, 0], p[0, 2])  # same id at positions 0 and 2: same inputs
+torch.testing.assert_close(p[0, 1], p[0, 4])
+fig, axes = plt.subplots(1, 3, figsize=(12, 2.6))
 for ax, t in zip(axes, [0, 1, 3]):
-    ax.imshow(p[0, t].T.numpy(), cmap="RdBu", vmin=-3, vmax=3)
+    im = ax.imshow(p[0, t].T.numpy(), cmap="RdBu", vmin=-3, vmax=3)
     ax.set_title(f"token id {ids[0, t].item()}: per-layer inputs")
-    ax.set_xlabel("layer"); ax.set_ylabel("PLE dim")
-fig.tight_layout()
+    ax.set_xlabel("layer")
+    ax.set_ylabel("PLE dim")
+    ax.set_xticks(range(cfg.num_hidden_layers))
+fig.colorbar(im, ax=list(axes), label="value")
 plt.show()
 
 # %% [markdown]
@@ -102,6 +140,10 @@ plt.show()
 # After its MLP, layer `l` runs a tiny gated MLP: the layer's hidden state opens a gate
 # (`gelu(W_gate y)`, width P), the gate multiplies the token's slice `p_l`, a projection brings it
 # back to width D, a norm, and a residual add. Then the layer output is scaled by `layer_scalar`.
+#
+# Why a gate: the slice `p_l` depends on the token id alone. The gate is computed from the
+# hidden state `y`, which has read the context through attention, so the layer decides, per
+# token and in context, how much of each of the `P` token-specific numbers to let in.
 
 # %%
 def ple_branch(y, p_l, i):
@@ -116,6 +158,11 @@ with torch.no_grad():
                                layer.post_per_layer_input_norm)
 torch.testing.assert_close(ple_branch(y, p[:, :, 2], 2), package)
 print("matches the package's per_layer_branch")
+
+# %% [markdown]
+# The branch is cheap: two small matrices per layer (`D × P` and `P × D`, 0.8M numbers on E2B, against
+# 3.1M for its query projection alone) and one norm. The token-specific information is in the table; the
+# layer only decides how much of it to use.
 
 # %% [markdown]
 # ## 4. Parameter accounting: E2B and E4B
@@ -135,12 +182,20 @@ def count(config):
         else: kinds["MLP"] += n
     return kinds
 
+# %% [markdown]
+# The published totals include the vision and audio towers, which this course has not built
+# yet. We count them from transformers' classes on the `meta` device (shapes only, no memory):
+
+# %%
 from transformers import Gemma4AudioConfig, Gemma4VisionConfig  # to count the towers (not built yet)
 from transformers.models.gemma4.modeling_gemma4 import Gemma4AudioModel, Gemma4VisionModel
 with torch.device("meta"):
     towers = {"vision tower": sum(p.numel() for p in Gemma4VisionModel(Gemma4VisionConfig()).parameters()),
               "audio tower": sum(p.numel() for p in Gemma4AudioModel(Gemma4AudioConfig()).parameters())}
-published = {"gemma4-e2b": (5.1, 2.3), "gemma4-e4b": (8.0, 4.5)}
+print({k: f"{v / 1e9:.2f}B" for k, v in towers.items()})
+
+# %%
+published = {"gemma4-e2b": (5.1, 2.3), "gemma4-e4b": (8.0, 4.5)}  # (total, effective), from the model cards
 for name in published:
     c = count(minigemma.preset(name))
     text = sum(c.values())
@@ -161,8 +216,9 @@ for row, name in enumerate(published):
                                  ["#4c72b0", "#dd8452", "#937860", "#55a868", "#c44e52", "#8172b3"]):
         ax.barh(row, n / 1e9, left=left, color=colour, label=kind if row == 0 else None)
         left += n / 1e9
-ax.set_yticks([0, 1], list(published)); ax.set_xlabel("billions of parameters (text decoder)")
-ax.legend(fontsize=7, ncol=3, loc="lower right")
+ax.set_yticks([0, 1], list(published))
+ax.set_xlabel("billions of parameters (text decoder)")
+ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.3))  # below the axes
 plt.show()
 
 # %% [markdown]
@@ -175,22 +231,46 @@ plt.show()
 # ## Exercises
 # Solutions: `../solutions/05_per_layer_embeddings.py`.
 #
-# **Exercise 5.1** — Write `ple_table_parameters(config)`: the number of parameters in the PLE table.
+# ## What you built
+# - the two halves of the per-layer inputs (a token lookup and a projection of the main embedding),
+#   each with the scale that keeps it at unit size, and their sum;
+# - the gated branch through which each layer reads its slice;
+# - the accounting that explains the two sizes in the names of E2B and E4B.
+#
+# **Exercise 5.1 — PLE end to end.** Write `ple_end_to_end(model, ids, y, i)`: starting from the
+# token ids, compute the per-layer inputs and apply layer `i`'s PLE branch to the hidden state `y`
+# (return `y` plus the branch), reading every weight from `model.state_dict()`. The checker uses a
+# model you have not seen, with its own sizes, so take them from `model.config`.
 
 # %%
 from checks import check_exercise_5_1, check_exercise_5_2
 
-def ple_table_parameters(config):
-    raise NotImplementedError  # your code here
+def ple_end_to_end(model, ids, y, i):
+    raise NotImplementedError  # your code here: (B, T, D)
 
-check_exercise_5_1(ple_table_parameters)
+check_exercise_5_1(ple_end_to_end)
 
 # %% [markdown]
-# **Exercise 5.2** — Write `ple_branch_exercise(y, p_l, gate_w, proj_w, norm_w, eps)`: the layer's
-# PLE branch with plain tensors (Gemma 4 norms scale by `w`, not `1 + w`).
+# **Exercise 5.2 — what must be fetched per token?** Write `ple_bytes_per_token(config, bytes_per_number)`:
+# how many bytes of the PLE table one token needs (all layers). For E2B in bfloat16 (2 bytes),
+# compare a 1,000-token prompt with the whole table. Why can this table stay in slow memory while
+# the main embedding, which is also looked up, must not?
 
 # %%
-def ple_branch_exercise(y, p_l, gate_w, proj_w, norm_w, eps):
-    raise NotImplementedError  # your code here
+def ple_bytes_per_token(config, bytes_per_number):
+    raise NotImplementedError  # your code here: an int
 
-check_exercise_5_2(ple_branch_exercise)
+check_exercise_5_2(ple_bytes_per_token)
+
+# %% [markdown]
+# ## References
+# - [Gemma 3n overview](https://ai.google.dev/gemma/docs/gemma-3n) and
+#   [Gemma 3n model card](https://ai.google.dev/gemma/docs/gemma-3n/model_card) (Google AI for
+#   Developers): per-layer embeddings, effective parameters.
+# - [Gemma 4 E2B model card](https://huggingface.co/google/gemma-4-E2B-it) and
+#   [Gemma 4 E4B model card](https://huggingface.co/google/gemma-4-E4B-it) on Hugging Face: the
+#   published total and effective sizes.
+# - transformers' [Gemma 4 documentation](https://huggingface.co/docs/transformers/model_doc/gemma4),
+#   whose `get_per_layer_inputs` and `project_per_layer_inputs` these cells are checked against.
+# - Press and Wolf, [*Using the Output Embedding to Improve Language Models*](https://arxiv.org/abs/1608.05859),
+#   2016: tied input and output embeddings, why the main table is also the output head.

@@ -9,6 +9,13 @@
 # - a tiny model run end to end: text in, tokens out, with the cache.
 #
 # **Prerequisites:** notebooks 02–05.
+#
+# **Where the ideas come from.** Gemma 4 is Gemma 3 (sliding and global layers, QK-norm, sandwich
+# norms) plus ideas from two other lines: per-layer embeddings, KV sharing and the "E" naming of
+# E2B/E4B (*effective* parameters: the ones that must sit in fast memory) come from
+# [Gemma 3n](https://ai.google.dev/gemma/docs/gemma-3n); proportional RoPE comes from
+# [Barbero et al., 2024](https://arxiv.org/abs/2410.06205); the final soft-cap from
+# [Gemma 2](https://arxiv.org/abs/2408.00118).
 
 # %% [markdown]
 # | | Gemma 3 | Gemma 4 |
@@ -17,8 +24,8 @@
 # | attention scale | `query_pre_attn_scalar^-½` | 1 (QK-norm does it) |
 # | values | raw projection | RMS-normed, no weight (`v_norm`) |
 # | global layers | same as sliding, RoPE base 1e6 | head dim 512, p-RoPE 25 %, own KV-head count, keys as values (26B/31B) |
-# | last layers | — | KV-shared (E2B 20, E4B 18), double-wide MLP on E2B |
-# | per token, per layer | — | per-layer embeddings (E2B/E4B) |
+# | last layers | — | KV-shared (E2B 20, E4B 18), double-wide MLP on E2B (from Gemma 3n) |
+# | per token, per layer | — | per-layer embeddings (E2B/E4B, from Gemma 3n) |
 # | layer output | — | × `layer_scalar` |
 # | logits | — | `30·tanh(logits/30)` |
 # | MLP | dense | 26B-A4B: dense + 128 experts (notebook 07) |
@@ -65,17 +72,52 @@ models = {name: random_model(c) for name, c in configs.items()}
 print({name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}, "parameters")
 
 # %% [markdown]
-# ## 2. The forward pass as plain functions
-# Everything below reads tensors from the state dict `W` by their checkpoint names.
+# Why perturb the norms: a freshly built model has every norm weight at its initial value and
+# every `layer_scalar` at 1. A forward pass that forgot a norm's weight, used `1 + w` instead of
+# `w`, or skipped the layer scalar would then still give the right numbers, and the checks below
+# would prove nothing. Moving them away from their initial values makes every such slip visible.
+#
+# The two models are tiny (width 32, 7 layers, a 6-token window) but structured like the real
+# ones: the e-style model has its sliding and global layers in the E2B pattern, per-layer
+# embeddings and KV-shared last layers; the 31b-style model has keys as values on its global
+# layers and fewer KV heads there (1) than on its sliding layers (2).
+
+# %% [markdown]
+# ## 2. The forward pass, one change at a time
+# Everything below reads tensors from the state dict `W` by their checkpoint names. Each Gemma 4
+# change gets the problem it solves, its few lines, and an assert.
+#
+# ### 2.1 Norms scale by `w`, not `1 + w`
+# Gemma 3 stored the *offset* from 1 (notebook 02: `1 + w`), Gemma 4 stores the scale itself. It is
+# the same function with a different parameterisation: a Gemma 3 weight `w` becomes `1 + w`.
 
 # %%
 def rms(x, w=None, eps=1e-6):
     y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
     return y if w is None else y * w  # Gemma 4: scale by w itself
 
+from minigemma.norm import RMSNorm
+w3, x8 = torch.randn(8), torch.randn(2, 8)
+gemma3_norm = RMSNorm(8, 1e-6, offset=1.0)
+with torch.no_grad():
+    gemma3_norm.weight.copy_(w3)
+torch.testing.assert_close(rms(x8, 1 + w3), gemma3_norm(x8))
+print("Gemma 4's rms(x, 1 + w) == Gemma 3's norm with weight w")
+
+# %% [markdown]
+# A Gemma 4 layer has six of these norms with weights (`input_layernorm`, `post_attention_layernorm`,
+# `pre_feedforward_layernorm`, `post_feedforward_layernorm`, `q_norm`, `k_norm`), one more on PLE
+# models (`post_per_layer_input_norm`), and one without a weight (the value norm, next).
+
+# %% [markdown]
+# ### 2.2 p-RoPE on global layers
+# Notebook 03: sliding layers rotate every pair with base 10,000; global layers (head dim 512)
+# rotate only a quarter of their pairs, with base 1,000,000, and leave the rest unrotated.
+
+# %%
 def rope(x, pos, freqs):  # x: (B, heads, T, d); freqs: (d/2,)
-    angles = pos.float()[:, None] * freqs[None, :]
-    cos, sin = angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)
+    angles = pos.float()[:, None] * freqs[None, :]  # (T, d/2)
+    cos, sin = angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)  # (T, d)
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
@@ -86,53 +128,191 @@ def freqs(c, i):
     n = int(0.25 * d / 2)  # p-RoPE: a quarter of the pairs turn
     return torch.cat([1.0 / 1e6 ** (torch.arange(0, 2 * n, 2).float() / d), torch.zeros(d // 2 - n)])
 
+from minigemma.rope import inv_frequencies
+torch.testing.assert_close(freqs(configs["e-style"], 4), inv_frequencies(16, common["rope_parameters"]["full_attention"]))
+print("global-layer frequencies match the package:", (freqs(configs["e-style"], 4) > 0).sum().item(), "of 8 pairs turn")
+
+# %% [markdown]
+# ### 2.3 Values are normed too, and the score scale is 1
+# **Value norm.** Gemma 3 normed queries and keys (QK-norm) but let values be any size. Gemma 4
+# also RMS-norms each value head, with *no* learned weight, so every value has RMS exactly 1. An
+# attention output is a weighted average of values, so it can now never be larger than a value:
+# its size no longer depends on what the projections happened to learn.
+#
+# **Scale 1.** Notebook 02 divided scores by √256 to keep them from growing with the head size.
+# With QK-norm, `q` and `k` have a size fixed by their norm weights, and those learned weights can
+# absorb any constant factor: dividing by 16 is the same as shrinking `q_norm`'s weight 16-fold.
+# So Gemma 4 drops the constant (`scaling = 1`). Both claims, checked:
+
+# %%
+v_demo = rms(torch.randn(1, 1, 5, 16) * 7)  # (B, K, T, hd): values of any size, normed without weight
+mix = torch.rand(1, 1, 5, 5).softmax(-1) @ v_demo  # attention output: weighted averages of values
+assert mix.norm(dim=-1).max() <= v_demo.norm(dim=-1).max() + 1e-5  # never larger than a value
+q_demo, k_demo, wq = torch.randn(5, 16), torch.randn(5, 16), torch.rand(16) + 0.5
+torch.testing.assert_close(rms(q_demo, wq) @ rms(k_demo).T / 16, rms(q_demo, wq / 16) @ rms(k_demo).T)
+print(f"value RMS {v_demo.pow(2).mean(-1).sqrt().mean():.3f}; output norm <= value norm; "
+      "a 1/16 scale == a q_norm weight 16× smaller")
+
+# %% [markdown]
+# ### 2.4 Keys as values (26B and 31B, global layers)
+# A global layer's cache grows with the text, and on the big models it dominates memory. On
+# 26B/31B global layers there is no `v_proj`: the value is the *same* raw projection as the key,
+# taken before the key's norm and RoPE, then value-normed. One projection fewer, and keys and values
+# that come from one raw tensor (notebook 04 counts what this saves in the cache):
+
+# %%
+def keys_and_values(W, c, i, x, pos, K, hd):
+    B, T, _ = x.shape
+    p = f"layers.{i}.self_attn."
+    k_raw = (x @ W[p + "k_proj.weight"].T).view(B, T, K, hd)  # (B, T, K, hd)
+    v = k_raw if c.k_eq_v(i) else (x @ W[p + "v_proj.weight"].T).view(B, T, K, hd)  # keys as values
+    k = rope(rms(k_raw, W[p + "k_norm.weight"]).transpose(1, 2), pos, freqs(c, i))  # (B, K, T, hd)
+    v = rms(v).transpose(1, 2)  # (B, K, T, hd): the value norm has no weight
+    return k, v
+
+W31, c31 = models["31b-style"].state_dict(), configs["31b-style"]
+assert "layers.5.self_attn.v_proj.weight" not in W31 and "layers.0.self_attn.v_proj.weight" in W31
+x_demo = torch.randn(1, 4, 32)
+k5, v5 = keys_and_values(W31, c31, 5, x_demo, torch.zeros(4, dtype=torch.long), 1, 16)  # position 0: no turn
+torch.testing.assert_close(k5, v5 * W31["layers.5.self_attn.k_norm.weight"])
+print("global layer 5 has no v_proj; before RoPE its key is exactly value × k_norm weight")
+
+# %% [markdown]
+# ### 2.5 KV sharing (from Gemma 3n; E2B and E4B)
+# Computing and caching keys and values costs every layer time and memory. Gemma 3n's idea, kept
+# in Gemma 4's E models: the last layers (E2B: 20 of 35) compute no keys or values; each reads those
+# of the last earlier layer *of the same type* that does (`config.kv_donor(i)`), already normed and
+# rotated. `kv_heads_of(i)` and `head_dim_of(i)` give a layer's KV-head count and head size, which
+# differ between sliding and global layers.
+
+# %%
+ce = configs["e-style"]
+print("layer types:", "".join("G" if ce.is_global(i) else "s" for i in range(7)),
+      " donors:", {i: ce.kv_donor(i) for i in range(7) if ce.kv_donor(i) is not None})
+assert ce.kv_donor(5) == 3 and ce.kv_donor(6) == 4  # sliding reads sliding, global reads global
+assert "layers.5.self_attn.k_proj.weight" not in models["e-style"].state_dict()
+
+# %%
 def attention(W, c, i, x, pos, kv_store):
     B, T, _ = x.shape
     H, K, hd, p = c.num_attention_heads, c.kv_heads_of(i), c.head_dim_of(i), f"layers.{i}.self_attn."
-    q = rope(rms((x @ W[p + "q_proj.weight"].T).view(B, T, H, hd), W[p + "q_norm.weight"]).transpose(1, 2), pos, freqs(c, i))
+    q = (x @ W[p + "q_proj.weight"].T).view(B, T, H, hd)  # (B, T, H, hd)
+    q = rope(rms(q, W[p + "q_norm.weight"]).transpose(1, 2), pos, freqs(c, i))  # (B, H, T, hd)
     if c.kv_donor(i) is not None:
         k, v = kv_store[c.kv_donor(i)]  # borrowed, already normed and rotated
     else:
-        k_raw = (x @ W[p + "k_proj.weight"].T).view(B, T, K, hd)
-        v = k_raw if c.k_eq_v(i) else (x @ W[p + "v_proj.weight"].T).view(B, T, K, hd)  # keys as values
-        k = rope(rms(k_raw, W[p + "k_norm.weight"]).transpose(1, 2), pos, freqs(c, i))
-        v = rms(v).transpose(1, 2)  # the value norm has no weight
-        kv_store[i] = (k, v)
-    k, v = k.repeat_interleave(H // K, 1), v.repeat_interleave(H // K, 1)
-    scores = q @ k.transpose(-1, -2)  # scale 1.0
+        k, v = kv_store[i] = keys_and_values(W, c, i, x, pos, K, hd)
+    k, v = k.repeat_interleave(H // K, 1), v.repeat_interleave(H // K, 1)  # (B, H, T, hd)
+    scores = q @ k.transpose(-1, -2)  # (B, H, T, T), scale 1.0
     allowed = pos[None, :] <= pos[:, None]
     if not c.is_global(i):
         allowed &= pos[:, None] - pos[None, :] < c.sliding_window
-    out = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v
-    return out.transpose(1, 2).reshape(B, T, H * hd) @ W[p + "o_proj.weight"].T
+    out = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v  # (B, H, T, hd)
+    return out.transpose(1, 2).reshape(B, T, H * hd) @ W[p + "o_proj.weight"].T  # (B, T, D)
 
 def mlp(W, i, x):
     p = f"layers.{i}.mlp."
-    return (F.gelu(x @ W[p + "gate_proj.weight"].T, approximate="tanh") * (x @ W[p + "up_proj.weight"].T)) @ W[p + "down_proj.weight"].T
+    gate = F.gelu(x @ W[p + "gate_proj.weight"].T, approximate="tanh")
+    return (gate * (x @ W[p + "up_proj.weight"].T)) @ W[p + "down_proj.weight"].T
 
+# %% [markdown]
+# `attention` puts the pieces together: the query side is as in Gemma 3 (plus p-RoPE), the key and
+# value side is either computed (`keys_and_values`, stored in `kv_store` under the layer's index)
+# or borrowed from the donor, and the scores are not scaled. The MLP is Gemma 3's gated GELU; on
+# E2B the KV-shared layers have an MLP twice as wide (`use_double_wide_mlp`), which needs no code
+# here because the function takes its width from the weights it reads.
+
+# %% [markdown]
+# ### 2.6 Per-layer embeddings (from Gemma 3n; E2B and E4B)
+# Notebook 05 built these: a second, cheap embedding gives every layer its own small vector per
+# token, mixed with a projection of the main embedding. `√ple_dim` scales the table lookup up to
+# the size of the projection's output, `width^-½` scales the projection down, and `2^-½` keeps the
+# sum of the two at the size of one.
+
+# %%
+def per_layer_inputs(W, c, ids, x):
+    B, T, L = *ids.shape, c.num_hidden_layers
+    token = W["embed_tokens_per_layer.weight"][ids] * math.sqrt(c.hidden_size_per_layer_input)
+    token = token.view(B, T, L, -1)  # (B, T, L, ple_dim)
+    context = ((x @ W["per_layer_model_projection.weight"].T) / math.sqrt(c.hidden_size)).view(B, T, L, -1)
+    return (token + rms(context, W["per_layer_projection_norm.weight"])) / math.sqrt(2)  # (B, T, L, ple_dim)
+
+def ple_branch(W, i, x, p_i):  # x: (B, T, D), p_i: (B, T, ple_dim)
+    g = F.gelu(x @ W[f"layers.{i}.per_layer_input_gate.weight"].T, approximate="tanh") * p_i
+    return rms(g @ W[f"layers.{i}.per_layer_projection.weight"].T, W[f"layers.{i}.post_per_layer_input_norm.weight"])
+
+from minigemma.ple import per_layer_branch
+We, layer1 = models["e-style"].state_dict(), models["e-style"].layers[1]
+xe, pe = torch.randn(1, 3, 32), torch.randn(1, 3, 4)
+with torch.no_grad():
+    torch.testing.assert_close(ple_branch(We, 1, xe, pe), per_layer_branch(xe, pe, layer1.per_layer_input_gate,
+                               layer1.per_layer_projection, layer1.post_per_layer_input_norm) - xe)
+print("the PLE branch matches the package's")
+
+# %% [markdown]
+# ### 2.7 `layer_scalar`: one stored number per layer
+# The sandwich norms control the size of what each branch *adds*, but not of the stream itself,
+# which only grows as layers add to it. Gemma 4 ends every layer by multiplying the whole stream
+# by a learned scalar, `layer_scalar`, a cheap per-layer knob on that size. (In our random models
+# we moved it away from 1, so forgetting it would show.)
+
+# %%
+def layer(W, c, i, x, pos, kv_store, ple):
+    n = lambda name, h: rms(h, W[f"layers.{i}.{name}.weight"])
+    h = x + n("post_attention_layernorm", attention(W, c, i, n("input_layernorm", x), pos, kv_store))
+    x = h + n("post_feedforward_layernorm", mlp(W, i, n("pre_feedforward_layernorm", h)))
+    if ple is not None:
+        x = x + ple_branch(W, i, x, ple[:, :, i])
+    return x * W[f"layers.{i}.layer_scalar"]  # the whole stream, not just the branch
+
+print("layer scalars of the e-style model:", [round(We[f"layers.{i}.layer_scalar"].item(), 2) for i in range(7)])
+
+# %% [markdown]
+# ### 2.8 The final soft-cap
+# Nothing stops a trained model's logits from growing large, and very large logits make a
+# softmax overconfident and its gradients unstable. Gemma 2 introduced **logit soft-capping**:
+# `30 · tanh(logits / 30)` is almost the identity for small logits and bends every logit smoothly
+# into (−30, 30). Gemma 3 dropped it (the 270M has none); Gemma 4 brings the final cap back.
+
+# %%
+z = torch.tensor([1.0, 10.0, 30.0, 100.0, 300.0], dtype=torch.float64)
+capped = 30 * torch.tanh(z / 30)
+print("raw -> capped:", {int(a): round(b, 3) for a, b in zip(z.tolist(), capped.tolist())})
+assert capped.abs().max() < 30 and torch.all(capped.diff() > 0)  # bounded, and the order is kept (same argmax)
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3))
+zz = torch.linspace(-120, 120, 241)
+ax.plot(zz, zz, ":", color="grey", label="no cap")
+ax.plot(zz, 30 * torch.tanh(zz / 30), color="#4c72b0", label="30·tanh(z/30)")
+ax.set_ylim(-60, 60); ax.set_xlabel("raw logit z"); ax.set_ylabel("capped logit")
+ax.legend(loc="lower right", fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ### 2.9 The whole forward pass
+# Embed and scale by `√width` (as in Gemma 3), build the per-layer inputs, run the layers, final
+# norm, tied head, soft-cap.
+
+# %%
 def gemma4_forward(W, c, ids):
-    x = W["embed_tokens.weight"][ids] * math.sqrt(c.hidden_size)
-    pos, kv_store, ple = torch.arange(ids.shape[1]), {}, None
-    if c.hidden_size_per_layer_input:  # notebook 05
-        B, T, L = *ids.shape, c.num_hidden_layers
-        token = (W["embed_tokens_per_layer.weight"][ids] * math.sqrt(c.hidden_size_per_layer_input)).view(B, T, L, -1)
-        context = rms(((x @ W["per_layer_model_projection.weight"].T) / math.sqrt(c.hidden_size)).view(B, T, L, -1),
-                      W["per_layer_projection_norm.weight"])
-        ple = (token + context) / math.sqrt(2)
+    x = W["embed_tokens.weight"][ids] * math.sqrt(c.hidden_size)  # (B, T, D)
+    pos, kv_store = torch.arange(ids.shape[1]), {}
+    ple = per_layer_inputs(W, c, ids, x) if c.hidden_size_per_layer_input else None
     for i in range(c.num_hidden_layers):
-        n = lambda name, h: rms(h, W[f"layers.{i}.{name}.weight"])
-        h = x + n("post_attention_layernorm", attention(W, c, i, n("input_layernorm", x), pos, kv_store))
-        x = h + n("post_feedforward_layernorm", mlp(W, i, n("pre_feedforward_layernorm", h)))
-        if ple is not None:
-            g = F.gelu(x @ W[f"layers.{i}.per_layer_input_gate.weight"].T, approximate="tanh") * ple[:, :, i]
-            x = x + n("post_per_layer_input_norm", g @ W[f"layers.{i}.per_layer_projection.weight"].T)
-        x = x * W[f"layers.{i}.layer_scalar"]
-    logits = rms(x, W["norm.weight"]) @ W["embed_tokens.weight"].T
+        x = layer(W, c, i, x, pos, kv_store, ple)
+    logits = rms(x, W["norm.weight"]) @ W["embed_tokens.weight"].T  # (B, T, vocab)
     return 30.0 * torch.tanh(logits / 30.0)
 
 # %% [markdown]
 # ## 3. Check: notebook == package == transformers
 # 20 tokens, window 6, so both layer types and the KV-shared layers are exercised.
+
+# %% [markdown]
+# Our `TextConfig` uses transformers' field names, so its fields pass straight into a
+# `Gemma4TextConfig`; `load_state_dict(..., strict=True)` then proves that the two models expect
+# exactly the same tensor names and shapes. transformers is used here only as a referee: nothing
+# in `minigemma/` imports it.
 
 # %%
 from transformers import Gemma4ForCausalLM, Gemma4TextConfig  # the reference
@@ -148,6 +328,13 @@ for name, model in models.items():
     torch.testing.assert_close(ours, package, atol=1e-4, rtol=0)
     torch.testing.assert_close(package, reference, atol=1e-4, rtol=0)
     print(f"{name}: notebook == package == transformers (within 1e-4)")
+
+# %% [markdown]
+# Three independent computations agree on every logit of both models: the functions above
+# (written from the description of each change), the package's modules (`minigemma.Gemma`), and
+# transformers' `Gemma4ForCausalLM` loaded with the very same tensors. Because the sequence (20) is
+# longer than the window (6), the sliding layers really drop keys; because layers 5 and 6 of the
+# e-style model are KV-shared, a wrong donor would change the logits.
 
 # %% [markdown]
 # ## 4. The four real models, from the presets
@@ -178,9 +365,17 @@ for row, (name, kinds) in enumerate(table.items()):
     for (kind, n), colour in zip(kinds.items(), colours):
         ax.barh(row, n / 1e9, left=left, color=colour, label=kind if row == 0 else None)
         left += n / 1e9
-ax.set_yticks(range(len(table)), list(table)); ax.set_xlabel("billions of parameters (text decoder)")
-ax.legend(ncol=6, fontsize=8, loc="lower right")
+ax.set_yticks(range(len(table)), list(table))
+ax.set_xlabel("billions of parameters (text decoder)")
+ax.legend(ncol=6, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3))  # below the axes, covering nothing
 plt.show()
+
+# %% [markdown]
+# How to read the bars: on E2B and E4B the per-layer-embedding table (orange) is about half of all
+# parameters, yet each token needs only one row of it per layer, so it can stay in slow memory
+# (notebook 05). Take it away and E2B has 4.63 − 2.39 = 2.24B parameters that do the work: the
+# **effective** 2B of its name, a naming that comes from Gemma 3n. The 31B is dense: its MLPs
+# (red) dominate. The 26B-A4B keeps its weight in experts (purple), of which a token uses only 8 of 128.
 
 # %% [markdown]
 # The 26B-A4B total (25.2B) matches its published size; notebook 07 counts how few of those
@@ -190,6 +385,11 @@ plt.show()
 # A tiny random Gemma 4 with the real 262k vocabulary, the tokenizer from notebook 01, generation
 # with the KV cache. The weights are random, so the text is noise; what matters is that every
 # piece runs together and the cache holds exactly what notebook 04 predicted.
+#
+# `minigemma.generate` first runs the whole prompt once (the *prefill*), filling the cache, then
+# feeds one new token at a time: each step computes the new token's query, key and value only,
+# reads the earlier keys and values from the cache, and picks the most likely next token. The
+# tokenizer is the real Gemma one, so the random model's ids decode to real (if meaningless) words.
 
 # %%
 from minigemma.weights import resolve
@@ -202,28 +402,77 @@ print(repr(text))
 print("KV cache for 14 positions:", minigemma.kv_cache_bytes(tiny, 14, torch.float32), "bytes")
 
 # %% [markdown]
-# With a real checkpoint directory (`config.json`, `model.safetensors`, `tokenizer.json`) the same
-# two lines run the real model: `model, tok = minigemma.load("path/to/gemma-4-E2B-it")`.
+# Where do the 3,328 bytes come from? The e-style model caches keys and values in float32 (4
+# bytes) for 5 of its 7 layers: the two KV-shared layers store nothing. Its four sliding layers keep
+# only the last 6 positions (the window): 4 × 6 positions × 1 KV head × 8 numbers × 2 (K and V) × 4
+# bytes = 1,536; its global layer keeps all 14 positions with head dim 16: 14 × 1 × 16 × 2 × 4 = 1,792.
 #
+# ## What you built
+# - Gemma 4's decoder, one change at a time: norms scaled by `w`, p-RoPE on global layers, value
+#   norm and score scale 1, keys as values, KV sharing, per-layer embeddings, `layer_scalar`, soft-cap;
+# - a forward pass over a state dict that equals the package and transformers on two kinds of model;
+# - the parameter budget of the four published models.
+
+# %% [markdown]
+# ## 6. Optional: a real Gemma 4 checkpoint, if you have one
+# The course ships only the Gemma 3 270M weights (Gemma 4's are several GB and come from a model
+# hub, which this course never calls). If you have downloaded a Gemma 4 checkpoint in the Hugging
+# Face layout (for example `google/gemma-4-E2B-it`: `config.json`, `model.safetensors`,
+# `tokenizer.json`), point `MINIGEMMA_GEMMA4_DIR` at its folder and run the cell below: the same
+# package code you just checked runs the real model. **Without a checkpoint the cell is skipped**
+# and says so; that is what the stored output shows.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import os
+from pathlib import Path
+real_dir = os.environ.get("MINIGEMMA_GEMMA4_DIR")
+if real_dir and (Path(real_dir) / "config.json").exists():
+    real_model, real_tok = minigemma.load(real_dir, progress=False)  # text decoder; towers are reported as skipped
+    print(real_model.config.num_hidden_layers, "layers, width", real_model.config.hidden_size)
+    print(minigemma.generate(real_model, real_tok, "The capital of France is", max_new_tokens=20))
+else:
+    print("Skipped: no Gemma 4 checkpoint on disk (set MINIGEMMA_GEMMA4_DIR to a checkpoint folder to run it).")
+
+# %% [markdown]
 # ## Exercises
 # Solutions: `../solutions/06_gemma4_text_model.py`.
 #
-# **Exercise 6.1** — Write `softcap(logits, cap)`. What does it do to a logit of 10? Of 100?
+# **Exercise 6.1 — what do KV sharing and keys-as-values save?** Write
+# `kv_projection_savings(config)`: how many parameters of `k_proj`/`v_proj` weights the model does
+# **not** have, compared with the same model in which every layer owned both a key and a value
+# projection (of its own KV-head count and head size). Use `is_global`, `kv_heads_of`,
+# `head_dim_of`, `kv_donor` and `k_eq_v`. Which of the four models saves the most, and by which
+# of the two mechanisms?
 
 # %%
 from checks import check_exercise_6_1, check_exercise_6_2
 
-def softcap(logits, cap):
-    raise NotImplementedError  # your code here
+def kv_projection_savings(config):
+    raise NotImplementedError  # your code here: an int
 
-check_exercise_6_1(softcap)
+check_exercise_6_1(kv_projection_savings)
 
 # %% [markdown]
 # **Exercise 6.2** — Write `donors(config)`: a dict from each KV-shared layer to the layer whose
-# keys and values it reads, without calling `config.kv_donor`.
+# keys and values it reads, without calling `config.kv_donor` (use `first_kv_shared_layer` and
+# `layer_types`). Why must the donor be of the same type as the layer that reads it?
 
 # %%
 def donors(config):
     raise NotImplementedError  # your code here
 
 check_exercise_6_2(donors)
+
+# %% [markdown]
+# ## References
+# - Gemma Team, [*Gemma 3 Technical Report*](https://arxiv.org/abs/2503.19786), 2025: the decoder Gemma 4 extends.
+# - [Gemma 3n overview](https://ai.google.dev/gemma/docs/gemma-3n) (Google AI for Developers):
+#   per-layer embeddings, KV-cache sharing, effective (E2B/E4B) sizes.
+# - [Gemma 4 on Google AI Edge](https://ai.google.dev/edge/litert-lm/models/gemma-4) and the
+#   [Gemma 4 E2B model card](https://huggingface.co/google/gemma-4-E2B-it) on Hugging Face.
+# - Gemma Team, [*Gemma 2*](https://arxiv.org/abs/2408.00118), 2024: logit soft-capping, sandwich norms.
+# - Barbero et al., [*Round and Round We Go! What makes Rotary Positional Encodings useful?*](https://arxiv.org/abs/2410.06205), 2024: p-RoPE.
+# - Henry et al., [*Query-Key Normalization for Transformers*](https://arxiv.org/abs/2010.04245), 2020, and
+#   Dehghani et al., [*Scaling Vision Transformers to 22 Billion Parameters*](https://arxiv.org/abs/2302.05442), 2023: QK-norm.
+# - transformers' [Gemma 4 documentation](https://huggingface.co/docs/transformers/model_doc/gemma4), the reference these cells are checked against.
