@@ -50,7 +50,8 @@ _GGUF_PATTERNS = [(re.compile("^" + re.escape(g).replace(r"\{i\}", r"(\d+)") + "
 
 # Prefixes of the text model in Hugging Face checkpoints, most specific first.
 HF_TEXT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
-# Parts of multimodal checkpoints that this part of the course does not build yet.
+# Parts of multimodal checkpoints that this part of the course does not build yet (and, unless the config is
+# Gemma 4 with a vision_config, the vision tower: Gemma 3 SigLIP towers are skipped; see read_hf_directory).
 HF_SKIPPED_PREFIXES = ("model.audio_tower.", "model.embed_audio.",
                        "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
 
@@ -178,8 +179,10 @@ def read_hf_directory(path, progress=True):
         raise FileNotFoundError(f"{path}: no config.json")
     raw = json.loads(cfg_file.read_text())
     config = TextConfig.from_dict(raw)
-    towers = {"vision_config": VisionConfig.from_dict(raw["vision_config"]) if raw.get("vision_config") else None,
+    gemma4_vision = raw.get("model_type") == "gemma4" and raw.get("vision_config")  # not Gemma 3's SigLIP
+    towers = {"vision_config": VisionConfig.from_dict(raw["vision_config"]) if gemma4_vision else None,
               "audio_config": None}  # parsed by vision.py / audio.py once built
+    skipped_prefixes = HF_SKIPPED_PREFIXES + (() if gemma4_vision else ("model.vision_tower.", "model.embed_vision."))
     index = path / "model.safetensors.index.json"
     if index.exists():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -196,7 +199,7 @@ def read_hf_directory(path, progress=True):
     state, skipped, unused = {}, [], []
     handles = {}
     for fname, key in _bar(names, progress, "loading"):
-        if key.startswith(HF_SKIPPED_PREFIXES):
+        if key.startswith(skipped_prefixes):
             skipped.append(key)
             continue
         if key == "lm_head.weight":  # tied to the embedding; some exporters still write it

@@ -129,6 +129,7 @@ def test_multimodal_layout_and_unused_kv_tensors(pair, tmp_path, capsys):
     style, _, _, directory = pair
     state = load_file(directory / "model.safetensors")
     state = {k.replace("model.", "model.language_model.", 1): v for k, v in state.items()}
+    state["model.vision_tower.encoder.weight"] = torch.zeros(2)
     state["model.audio_tower.conv.weight"] = torch.zeros(2)
     if style == "e-style":
         state["model.language_model.layers.6.self_attn.k_proj.weight"] = torch.zeros(16, 64)
@@ -138,7 +139,7 @@ def test_multimodal_layout_and_unused_kv_tensors(pair, tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma4", "text_config": text_config}))
     minigemma.load(tmp_path, progress=False)
     err = capsys.readouterr().err
-    assert "skipped 1 tensors of parts not built yet (audio_tower)" in err
+    assert "skipped 2 tensors of parts not built yet (audio_tower, vision_tower)" in err
     if style == "e-style":
         assert "ignored 1 K/V tensors that no layer reads" in err
 
