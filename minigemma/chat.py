@@ -717,3 +717,75 @@ class StreamParser:
         return events
 
     _at_channel_start = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Chatting with a model: render, generate, parse
+# ---------------------------------------------------------------------------------------------
+
+def format_of(tokenizer) -> str:
+    """'gemma4' when the vocabulary has Gemma 4's turn token, else 'gemma3' (e.g. our 270M)."""
+    return "gemma4" if TURN_OPEN in tokenizer.special else "gemma3"
+
+
+def tool_call_schema(tools, tool_choice):
+    """The JSON schema of ``{"name": ..., "arguments": {...}}`` for the tools ``tool_choice`` allows."""
+    tools = [_unwrap_function(t, "tool declaration") for t in tools or []]
+    if tool_choice != "required":
+        tools = [t for t in tools if t["name"] == tool_choice]
+        if not tools:
+            raise ChatFormatError(f"tool_choice {tool_choice!r} names no declared tool")
+    if not tools:
+        raise ChatFormatError("tool_choice='required' needs at least one declared tool")
+    options = [{"type": "object", "required": ["name", "arguments"],
+                "properties": {"name": {"const": t["name"]},
+                               "arguments": t.get("parameters") or {"type": "object", "properties": {}}}}
+               for t in tools]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def chat(model, tokenizer, messages, tools=None, thinking=False, max_new_tokens=256, temperature=0.0,
+         top_k=None, top_p=None, min_p=None, seed=None, format=None, json_schema=None, tool_choice=None,
+         stream=None) -> dict:
+    """Render the conversation, let the model write its turn, and parse it into a message.
+
+    ``json_schema``: the answer's content is JSON valid for the schema (constrained decoding).
+    ``tool_choice``: a tool's name (or ``"required"``: any declared tool) forces a valid call: the
+    call ``{"name", "arguments"}`` is generated under the tool's parameter schema by the same
+    constrained decoder (as JSON, its own notation) and returned as the message's tool call.
+    ``stream(kind, piece)`` is called with ``("text" | "thought", str)`` and ``("tool_call", dict)``
+    events as they are generated.
+    """
+    from .generate import generate
+
+    format = format or format_of(tokenizer)
+    prompt = render(messages, tools=tools, thinking=thinking, add_generation_prompt=True, format=format)
+    sampling = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                    min_p=min_p, seed=seed)
+    if tool_choice is not None:
+        if json_schema is not None:
+            raise ChatFormatError("give json_schema or tool_choice, not both")
+        text = generate(model, tokenizer, prompt, json_schema=tool_call_schema(tools, tool_choice), **sampling)
+        call = json.loads(text)
+        if stream is not None:
+            stream("tool_call", call)
+        return {"role": "assistant", "content": "", "reasoning": None, "tool_calls": [call]}
+    if json_schema is not None:
+        text = generate(model, tokenizer, prompt, json_schema=json_schema,
+                        stream=(lambda p: stream("text", p)) if stream else None, **sampling)
+        return {"role": "assistant", "content": text, "reasoning": None, "tool_calls": []}
+    stops = [TURN_CLOSE, RESPONSE_OPEN]
+    if format == "gemma3":
+        stops = [GEMMA3_NAMES[s] for s in stops]
+    parser = StreamParser(format=format)
+
+    def on_piece(piece):
+        for kind, value in parser.feed(piece):
+            if stream is not None:
+                stream(kind, value)
+
+    generate(model, tokenizer, prompt, stop=stops, stream=on_piece, **sampling)
+    for kind, value in parser.close():
+        if stream is not None:
+            stream(kind, value)
+    return parser.message

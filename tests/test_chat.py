@@ -246,3 +246,52 @@ def test_parse_conversation_errors():
         chat.parse_conversation("<|turn>robot\nhi<turn|>")
     with pytest.raises(ChatFormatError, match="must be followed by a role and a newline"):
         chat.parse_conversation("<|turn>user hi<turn|>")
+
+
+# --- chat() on the real Gemma 3 270M (a base model: the constrained paths are what make it useful)
+
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city", "unit"]}}}]
+
+
+def test_chat_forced_tool_call_is_valid_and_round_trips(gemma):
+    import jsonschema
+
+    model, tok = gemma
+    assert chat.format_of(tok) == "gemma3"
+    messages = [{"role": "user", "content": "What's the weather in Paris?"}]
+    events = []
+    reply = chat.chat(model, tok, messages, tools=WEATHER, tool_choice="get_weather", max_new_tokens=80,
+                      stream=lambda kind, value: events.append((kind, value)))
+    (call,) = reply["tool_calls"]
+    assert call["name"] == "get_weather" and events == [("tool_call", call)]
+    jsonschema.validate(call["arguments"], WEATHER[0]["function"]["parameters"])
+    # the call goes back into the conversation and renders as Gemma writes it
+    convo = messages + [reply, {"role": "tool", "name": "get_weather", "content": {"temperature": 21}}]
+    assert chat.parse_conversation(chat.render(convo, tools=WEATHER, format="gemma3"), format="gemma3")["messages"][1:] == [
+        reply, {"role": "tool", "name": "get_weather", "content": {"temperature": 21}}]
+
+
+def test_chat_json_answer_and_free_answer(gemma):
+    model, tok = gemma
+    messages = [{"role": "user", "content": "Name a city."}]
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16}}, "required": ["city"]}
+    reply = chat.chat(model, tok, messages, json_schema=schema, max_new_tokens=24)
+    assert set(json.loads(reply["content"])) == {"city"}
+    events = []
+    free = chat.chat(model, tok, messages, max_new_tokens=12, stream=lambda k, v: events.append((k, v)))
+    assert free["role"] == "assistant" and "".join(v for k, v in events if k == "text") == free["content"]
+
+
+def test_chat_errors(gemma):
+    model, tok = gemma
+    messages = [{"role": "user", "content": "hi"}]
+    with pytest.raises(ChatFormatError, match="names no declared tool"):
+        chat.chat(model, tok, messages, tools=WEATHER, tool_choice="send_mail")
+    with pytest.raises(ChatFormatError, match="needs at least one declared tool"):
+        chat.chat(model, tok, messages, tool_choice="required")
+    with pytest.raises(ChatFormatError, match="not both"):
+        chat.chat(model, tok, messages, tools=WEATHER, tool_choice="get_weather", json_schema={"type": "null"})
