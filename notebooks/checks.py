@@ -261,3 +261,31 @@ def check_exercise_7_2(fn):
     want = torch.bincount(index.reshape(-1), minlength=16).tolist()
     assert [int(v) for v in got] == want, f"expected {want}, got {list(got)}"
     _ok("7.2")
+
+
+# --- 11_chat_thinking_tools ------------------------------------------------------------------
+def check_exercise_11_1(fn):
+    """fn(value) -> the value in Gemma's notation, as minigemma.chat.format_value writes it."""
+    from minigemma.chat import format_value
+
+    cases = [{}, [], "plain", 'quote " and, comma: {brace}', 0, -17, 2.5, 3.0, 1e-05, True, False, None,
+             {"a": "x", "b": [1, 2.5, True, None]}, {"deep": {"list": [[], {}, ["日本"]]}, "n": -0.25}]
+    for value in cases:
+        got = _attempt("11.1", fn, value)
+        if got is None:
+            return
+        want = format_value(value)
+        assert got == want, f"for {value!r}: expected {want!r}, got {got!r}"
+    _ok("11.1")
+
+
+def check_exercise_11_2(fn):
+    """fn(probs, min_p) -> bool mask of the tokens min-p sampling keeps."""
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    for min_p, want in ((0.5, [True, True, False, False]), (0.2, [True, True, True, False]), (1.0, [True, False, False, False])):
+        got = _attempt("11.2", fn, probs, min_p)
+        if got is None:
+            return
+        got = [bool(x) for x in got]
+        assert got == want, f"min_p={min_p}: expected {want}, got {got} (keep p >= min_p * max p)"
+    _ok("11.2")

@@ -100,3 +100,16 @@ def test_moe_exercises(capsys):
         checks.check_exercise_7_1(lambda p, k, s: (p.topk(k, -1).values, p.topk(k, -1).indices))
     with pytest.raises(AssertionError, match="expected"):
         checks.check_exercise_7_2(lambda index, e: [0] * e)
+
+
+def test_chat_exercises(capsys):
+    s11 = solutions("11_chat_thinking_tools")
+    checks.check_exercise_11_1(s11.gemma_value)
+    checks.check_exercise_11_2(s11.min_p_keep)
+    assert capsys.readouterr().out.count("correct!") == 2
+    with pytest.raises(AssertionError, match="expected '3', got '3.0'"):
+        checks.check_exercise_11_1(lambda v: s11.gemma_value(v) if v != 3.0 or v is True or isinstance(v, int) else "3.0")
+    with pytest.raises(AssertionError, match="keep p >= min_p"):
+        checks.check_exercise_11_2(lambda p, m: p > m)
+    checks.check_exercise_11_1(stub)
+    assert "not attempted" in capsys.readouterr().out
