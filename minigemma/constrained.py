@@ -500,11 +500,9 @@ class Machine:
                     chars.update(t[0] for t in self.nodes[top[1]]["texts"])
                 if top[0] == "A":  # an item may start with anything a value starts with
                     chars.update(self._first_chars(self.nodes[top[1]]["items"]))
-                if top[0] == "O" and top[3].startswith(":"):
-                    pass
         return chars
 
-    def _first_chars(self, n, seen=None):
+    def _first_chars(self, n):
         node = self.nodes[n]
         k = node["kind"]
         if k == "literal":

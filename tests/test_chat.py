@@ -50,7 +50,7 @@ def test_parse_conversation_equals_dialog(i):
         if c["gemma3_training"] is not None:
             assert chat.parse_conversation(c["gemma3_training"], format="gemma3") == c["parsed"]
     else:  # the only documented difference: we read exponents back
-        assert EXPONENT in c["parse_error"] and "e-" in c["training"] or "e+" in c["training"]
+        assert EXPONENT in c["parse_error"] and ("e-" in c["training"] or "e+" in c["training"])
 
 
 @pytest.mark.parametrize("i", range(len(OUTPUTS)))
