@@ -267,7 +267,7 @@ plt.tight_layout(); plt.show()
 # At the first step the model's favourites (newlines, words) are all forbidden: only pieces
 # starting an object `{` are allowed. Inside the key, only the few pieces that spell a declared
 # property survive; inside a free string value almost the whole vocabulary is allowed again (the
-# bar jumps by four orders of magnitude). The model still decides everything the schema leaves
+# bar jumps by three orders of magnitude). The model still decides everything the schema leaves
 # open — which name, which age.
 #
 # **Always finishing.** A free string or an array without `maxItems` could go on forever. For every
