@@ -117,6 +117,11 @@ class Schema:
             return self._add({"kind": "anyof", "options": [
                 self._compile({k: v for k, v in s.items() if k in TYPE_KEYWORDS[x] | ANNOTATIONS} | {"type": x},
                               f"{where}[{x}]") for x in t]})
+        if t not in TYPE_KEYWORDS:
+            raise SchemaError(f"{where}: unknown type {t!r}")
+        bad = set(s) & (set().union(*TYPE_KEYWORDS.values()) - TYPE_KEYWORDS[t])
+        if bad:
+            raise SchemaError(f"{where}: keyword(s) {sorted(bad)} do not apply to type {t!r}")
         if t == "object":
             props = s.get("properties", {})
             if not isinstance(props, dict):
@@ -132,19 +137,16 @@ class Schema:
                 raise SchemaError(f"{where}: 'additionalProperties' may only be false (only declared properties are written)")
             children = {k: self._compile(v, f"{where}.properties.{k}") for k, v in props.items()}
             return self._add({"kind": "object", "props": children, "required": tuple(dict.fromkeys(required))})
-        self._no(s, where, t, {"properties", "required", "additionalProperties"})
         if t == "array":
             if "items" not in s:
                 raise SchemaError(f"{where}: an array needs an 'items' schema")
             lo, hi = s.get("minItems", 0), s.get("maxItems")
             self._check_bounds(where, "minItems", "maxItems", lo, hi, int)
             return self._add({"kind": "array", "items": self._compile(s["items"], f"{where}.items"), "min": lo, "max": hi})
-        self._no(s, where, t, {"items", "minItems", "maxItems"})
         if t == "string":
             lo, hi = s.get("minLength", 0), s.get("maxLength")
             self._check_bounds(where, "minLength", "maxLength", lo, hi, int)
             return self._add({"kind": "string", "min": lo, "max": hi})
-        self._no(s, where, t, {"minLength", "maxLength"})
         if t in ("integer", "number"):
             lo, hi = s.get("minimum", -math.inf), s.get("maximum", math.inf)
             self._check_bounds(where, "minimum", "maximum", lo, hi, (int, float))
@@ -154,18 +156,11 @@ class Schema:
             if _number_finish(self.nodes[node], "") >= NEVER:
                 raise SchemaError(f"{where}: no number with at most {MAX_FRAC_DIGITS} decimals lies in [{lo}, {hi}]")
             return node
-        self._no(s, where, t, {"minimum", "maximum"})
         if t == "boolean":
             return self._add({"kind": "literal", "texts": ("true", "false")})
         if t == "null":
             return self._add({"kind": "literal", "texts": ("null",)})
         raise SchemaError(f"{where}: unknown type {t!r}")
-
-    @staticmethod
-    def _no(s, where, t, keys):
-        bad = set(s) & keys
-        if bad:
-            raise SchemaError(f"{where}: keyword(s) {sorted(bad)} do not apply to type {t!r}")
 
     @staticmethod
     def _check_bounds(where, lo_name, hi_name, lo, hi, types):
