@@ -1,4 +1,6 @@
-"""Command line: ``python -m minigemma generate "PROMPT" [--model SOURCE] [--max-new-tokens N] ...``"""
+"""Command line: ``python -m minigemma generate "PROMPT" [--model SOURCE] [--max-new-tokens N] ...``
+and ``python -m minigemma chat [--system TEXT] [--thinking] ...`` (an interactive chat: type a
+message, the model answers in the conversation format of its family; an empty line or Ctrl-D ends)."""
 
 import argparse
 import sys
@@ -19,7 +21,20 @@ def main(argv=None):
     g.add_argument("--top-p", type=float, default=None)
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    c = sub.add_parser("chat", help="an interactive chat in the terminal")
+    c.add_argument("--model", default="gemma3-270m",
+                   help="'gemma3-270m' (default; a base model: it continues chats, it was not tuned for them)")
+    c.add_argument("--system", default=None, help="a system message")
+    c.add_argument("--thinking", action="store_true", help="switch thinking on (Gemma 4 format only)")
+    c.add_argument("--max-new-tokens", type=int, default=96)
+    c.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    c.add_argument("--top-p", type=float, default=None)
+    c.add_argument("--min-p", type=float, default=None)
+    c.add_argument("--seed", type=int, default=None)
+    c.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.command == "chat":
+        return _chat(args)
 
     from . import generate, load
 
@@ -35,6 +50,48 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _chat(args):
+    from . import load
+    from .chat import ChatFormatError, chat
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        model, tokenizer = load(args.model, progress=False)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    shown = {"thought": "\x1b[2m", "text": ""}  # thoughts dimmed
+
+    def show(kind, value):
+        if kind == "tool_call":
+            print(f"[tool call] {value['name']}({value['arguments']})", flush=True)
+        else:
+            print(f"{shown[kind]}{value}\x1b[0m" if shown[kind] else value, end="", flush=True)
+
+    while True:
+        try:
+            line = input("you> ")
+        except EOFError:
+            print()
+            break
+        if not line.strip():
+            break
+        messages.append({"role": "user", "content": line})
+        print("model> ", end="", flush=True)
+        try:
+            reply = chat(model, tokenizer, messages, thinking=args.thinking, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, top_p=args.top_p, min_p=args.min_p, seed=args.seed,
+                         stream=show)
+        except (ChatFormatError, ValueError) as e:
+            print(f"\nerror: {e}", file=sys.stderr)
+            return 2
+        print()
+        messages.append(reply)
     return 0
 
 

@@ -4,12 +4,22 @@ Choosing the next token from the logits ("sampling"):
 
 * ``temperature = 0`` takes the most likely token (greedy, deterministic);
 * otherwise the logits are divided by the temperature (lower = sharper), optionally cut to the
-  ``top_k`` best tokens and/or to the smallest set whose probability reaches ``top_p``, and a
-  token is drawn from what is left, with a ``seed`` for reproducible draws.
+  ``top_k`` best tokens and/or to the smallest set whose probability reaches ``top_p`` and/or to
+  the tokens at least ``min_p`` times as likely as the best one, and a token is drawn from what
+  is left, with a ``seed`` for reproducible draws.
+
+Generation stops at a *stop id* (by default the tokenizer's end-of-sequence and end-of-turn
+tokens: ``<eos>``, Gemma 3's ``<end_of_turn>``, Gemma 4's ``<turn|>``; see ``default_stop_ids``)
+or at a *stop string* (text such as ``"<turn|>"`` that our Gemma 3 vocabulary spells in several
+pieces); neither is part of the result. A ``constraint`` (see ``constrained.py``) can forbid
+tokens at each step: its boolean mask is applied to the logits before the choice, so greedy
+decoding takes the most likely *allowed* token and sampling draws among the allowed ones.
 
 ``stream_generate`` yields text as soon as it is complete (a multi-byte character split over two
 byte tokens is held back until its second half arrives); ``generate`` collects it into a string.
 """
+
+import math
 
 import torch
 
@@ -17,14 +27,18 @@ from .cache import KVCache
 from .multimodal import multimodal_prompt
 
 
-def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None) -> int:
-    """logits: (vocab,) -> the chosen token id."""
+def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None, min_p=None, allowed=None) -> int:
+    """logits: (vocab,) -> the chosen token id. ``allowed``: optional (vocab,) bool mask."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if min_p is not None and not 0 <= min_p <= 1:
+        raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
     if temperature == 0:
         return int(logits.argmax())
     logits = logits.float() / temperature
@@ -36,16 +50,31 @@ def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None)
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
         drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
         logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+    if min_p is not None:  # keep tokens with p >= min_p * p_max, i.e. logit >= max + log(min_p)
+        logits = logits.masked_fill(logits < logits.max() + math.log(max(min_p, 1e-45)), float("-inf"))
     return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+
+
+def default_stop_ids(tokenizer) -> set:
+    """End of sequence plus the family's end-of-turn token, where the vocabulary has it as one
+    piece: Gemma 3 ``<end_of_turn>`` (106), Gemma 4 ``<turn|>`` (106 in its own vocabulary)."""
+    ids = {tokenizer.eos_id}
+    for piece in ("<end_of_turn>", "<turn|>"):
+        if piece in tokenizer.special:
+            ids.add(tokenizer.special[piece])
+    return ids
 
 
 @torch.no_grad()
 def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
-                 seed=None, stop_ids=None, images=None, videos=None, audio=None):
+                 seed=None, stop_ids=None, min_p=None, constraint=None, images=None, videos=None, audio=None):
     """Yield new token ids one by one (stops at an id in ``stop_ids``, which is not yielded).
 
+    ``constraint``: an object with ``allowed() -> (vocab,) bool tensor``, ``advance(id)`` and
+    ``done``; generation stops (without a stop id) as soon as the constraint is ``done``.
     ``images`` / ``videos`` / ``audio`` fill the prompt's placeholder tokens (``multimodal.py``);
-    they go into the prompt's forward pass only."""
+    they go into the prompt's forward pass only.
+    """
     prompt_ids = [int(i) for i in prompt_ids]
     context = model.config.max_position_embeddings
     if not prompt_ids:
@@ -64,44 +93,89 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=No
     for _ in range(max_new_tokens):
         logits = model(ids, cache=cache, last_only=True, **media)[0, -1]  # (vocab,)
         media = {}  # only the prompt holds placeholders
-        nxt = sample_next(logits, temperature, top_k, top_p, generator)
-        if stop_ids and nxt in stop_ids:
+        allowed = constraint.allowed() if constraint is not None else None
+        nxt = sample_next(logits, temperature, top_k, top_p, generator, min_p, allowed)
+        if constraint is not None:
+            if constraint.advance(nxt):  # False: the end token, after a complete value
+                yield nxt
+            if constraint.done:
+                return
+        elif stop_ids and nxt in stop_ids:
             return
-        yield nxt
+        else:
+            yield nxt
         ids = torch.tensor([[nxt]])  # (1, 1): from now on one token per step
+    if constraint is not None:  # the constraint plans to finish in time; this guards that promise
+        raise RuntimeError(f"the constrained output did not complete within max_new_tokens={max_new_tokens}")
+
+
+def _held_back(text, stops):
+    """Length of the longest tail of ``text`` that could be the start of a stop string."""
+    return max((k for s in stops for k in range(min(len(s) - 1, len(text)), 0, -1) if s.startswith(text[-k:])),
+               default=0)
 
 
 def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None,
-                    top_p=None, seed=None, add_bos=True, images=None, videos=None, audio=None):
+                    top_p=None, seed=None, add_bos=True, min_p=None, stop=None, stop_ids=None,
+                    json_schema=None, images=None, videos=None, audio=None):
     """Yield pieces of the completion text as they are generated.
 
-    With media, a string ``prompt`` holds ``<image>`` / ``<video>`` / ``<audio>`` markers (one per
-    item) that ``multimodal_prompt`` expands into placeholder tokens."""
+    ``stop``: strings that end the completion (not included); text that might be the start of one
+    is held back until it is not. ``stop_ids``: token ids that end it (default:
+    ``default_stop_ids(tokenizer)``). ``json_schema``: constrain the output to JSON valid for the
+    schema (see ``constrained.py``); generation then ends when the value is complete.
+    With media, a string ``prompt`` holds ``<|image|>`` / ``<|video|>`` / ``<|audio|>`` markers (one per
+    item) that ``multimodal_prompt`` expands into placeholder tokens.
+    """
     if isinstance(prompt, str) and (images or videos or audio):
         prompt_ids = multimodal_prompt(tokenizer, prompt, images or (), videos or (), audio or (), add_bos)
     else:
         prompt_ids = tokenizer.encode(prompt, add_bos=add_bos) if isinstance(prompt, str) else list(prompt)
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if any(not isinstance(s, str) or not s for s in stops):
+        raise ValueError(f"stop strings must be non-empty strings, got {stop!r}")
+    constraint = None
+    if json_schema is not None:
+        if stops:
+            raise ValueError("stop strings cannot be combined with json_schema: the schema decides where the output ends")
+        from .constrained import JSONConstraint
+        constraint = JSONConstraint(json_schema, tokenizer, max_new_tokens)
+    stop_ids = default_stop_ids(tokenizer) if stop_ids is None else set(stop_ids)
     new, printed = [], ""
     for i in generate_ids(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed,
-                          stop_ids={tokenizer.eos_id}, images=images, videos=videos, audio=audio):
+                          stop_ids=stop_ids, min_p=min_p, constraint=constraint,
+                          images=images, videos=videos, audio=audio):
         new.append(i)
         text = tokenizer.decode(new)
-        if not text.endswith("\ufffd"):  # an incomplete UTF-8 character waits for its next byte
-            yield text[len(printed):]
-            printed = text
+        hits = [text.find(s, max(0, len(printed) - len(s))) for s in stops]
+        hits = [h for h in hits if h >= 0]
+        if hits:
+            end = min(hits)
+            if end > len(printed):
+                yield text[len(printed):end]
+            return
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 character waits for its next byte
+            continue
+        ready = len(text) - _held_back(text, stops)
+        if ready > len(printed):
+            yield text[len(printed):ready]
+            printed = text[:ready]
     text = tokenizer.decode(new)
     if len(text) > len(printed):
         yield text[len(printed):]
 
 
 def generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
-             seed=None, add_bos=True, stream=None, images=None, videos=None, audio=None) -> str:
+             seed=None, add_bos=True, stream=None, min_p=None, stop=None, stop_ids=None,
+             json_schema=None, images=None, videos=None, audio=None) -> str:
     """Return the completion of ``prompt`` (a string, or a list of ids); ``stream(text)`` is
-    called with each new piece as it comes, e.g. ``stream=print``-like callables. Media: see
-    ``stream_generate``."""
+    called with each new piece as it comes, e.g. ``stream=print``-like callables.
+    With ``json_schema`` the result is JSON text valid for the schema (``json.loads`` it).
+    Media: see ``stream_generate``."""
     pieces = []
     for piece in stream_generate(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
-                                 seed, add_bos, images, videos, audio):
+                                 seed, add_bos, min_p=min_p, stop=stop, stop_ids=stop_ids,
+                                 json_schema=json_schema, images=images, videos=videos, audio=audio):
         pieces.append(piece)
         if stream is not None:
             stream(piece)

@@ -3,7 +3,7 @@
 A Gemma 4 decoder only ever reads vectors of its own width, one per position. To show it an image,
 the prompt reserves a run of *placeholder* tokens, one per "soft token" the vision tower will make:
 
-    <bos> Describe <start_of_image> <image> <image> … <image> <end_of_image> in one line.
+    <bos> Describe <start_of_image> <|image|> <|image|> … <|image|> <end_of_image> in one line.
 
 The towers (``vision.py``, ``audio.py``) turn the media into vectors, an *embedder* maps those into
 the text width, and ``merge`` writes them over the placeholders' rows of the embedding, in order.
@@ -121,7 +121,7 @@ def _timestamp(seconds: float) -> str:
 
 
 def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_bos=True) -> list:
-    """Prompt ids for a text with ``<image>``, ``<video>`` and ``<audio>`` markers, one per item.
+    """Prompt ids for a text with ``<|image|>``, ``<|video|>`` and ``<|audio|>`` markers, one per item.
 
     images: ``(patches, positions)`` per image; videos: ``(frames, timestamps in seconds)`` per video
     (what ``preprocess_video`` returns); audio: a ``(frames, 128)`` feature array per clip. Each marker
@@ -130,11 +130,11 @@ def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_
     for a clip. Text runs are tokenized whole, so the result equals tokenizing the full string with
     the special tokens inline.
     """
-    queues = {"<image>": list(images), "<video>": list(videos), "<audio>": list(audio)}
+    queues = {"<|image|>": list(images), "<|video|>": list(videos), "<|audio|>": list(audio)}
     for marker, items in queues.items():
         if text.count(marker) != len(items):
             raise ValueError(f"the text has {text.count(marker)} {marker} markers but {len(items)} "
-                             f"{marker[1:-1]} items were passed")
+                             f"{marker[2:-2]} items were passed")
     parts = []  # strings (to tokenize) and lists of ids (to splice in), in order
     rest = text
     while rest:
@@ -145,9 +145,9 @@ def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_
         at, marker = min(found)
         parts.append(rest[:at])
         item = queues[marker].pop(0)
-        if marker == "<image>":
+        if marker == "<|image|>":
             parts.append([BOI_ID] + [IMAGE_ID] * (len(item[1]) // POOLED_PATCHES) + [EOI_ID])
-        elif marker == "<audio>":
+        elif marker == "<|audio|>":
             parts.append([BOA_ID] + [AUDIO_ID] * audio_token_count(len(item)) + [EOA_ID])
         else:
             frames, times = item

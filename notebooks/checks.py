@@ -24,6 +24,8 @@ def _ok(n):
 
 
 # --- 00_tour ---------------------------------------------------------------------------------
+
+
 def check_exercise_0_1(fn, model, tokenizer):
     """fn(model, ids, n) -> n greedy ids, computed WITHOUT a cache (re-run the whole sequence)."""
     ids = tokenizer.encode("Water boils at", add_bos=True)
@@ -48,6 +50,8 @@ def check_exercise_0_2(fn, model, tokenizer):
 
 
 # --- 01_tokenizer ----------------------------------------------------------------------------
+
+
 def check_exercise_1_1(fn, tokenizer):
     """fn(tokenizer, ids) -> text, decoding byte pieces <0xNN> as UTF-8 (no skipping)."""
     text = "naïve 日本 🎉 𓀀 ok"
@@ -94,6 +98,8 @@ def check_exercise_1_3(fn):
 
 
 # --- 02_gemma_decoder ------------------------------------------------------------------------
+
+
 def check_exercise_2_1(fn):
     """fn(T, window, n_layers) -> for each position, the earliest position that can reach it."""
     for T, window, n in [(12, 3, 1), (12, 3, 2), (20, 4, 3), (6, 1, 5), (30, 512, 2)]:
@@ -146,6 +152,8 @@ def check_exercise_2_3(fn, model):
 
 
 # --- 03_rope_and_p_rope ----------------------------------------------------------------------
+
+
 def check_exercise_3_1(fn):
     """fn(config, i) -> tokens per full turn of layer i's slowest turning RoPE pair."""
     from minigemma.rope import inv_frequencies
@@ -176,6 +184,8 @@ def check_exercise_3_2(fn):
 
 
 # --- 04_hybrid_attention_and_kv_cache --------------------------------------------------------
+
+
 def check_exercise_4_1(fn):
     """fn(attn, x_t, t, past_k, past_v, rope) -> (1, 1, D): one cached attention step."""
     from minigemma.rope import apply_rope, cos_sin, inv_frequencies
@@ -223,6 +233,8 @@ def check_exercise_4_2(fn):
 
 
 # --- 05_per_layer_embeddings -----------------------------------------------------------------
+
+
 def check_exercise_5_1(fn):
     """fn(model, ids, y, i) -> y + layer i's PLE branch, with the per-layer inputs computed from ids."""
     from minigemma.ple import per_layer_branch, per_layer_inputs
@@ -267,6 +279,8 @@ def check_exercise_5_2(fn):
 
 
 # --- 06_gemma4_text_model --------------------------------------------------------------------
+
+
 def check_exercise_6_1(fn):
     """fn(config) -> k_proj/v_proj parameters saved by KV sharing and keys as values."""
     for name, config in minigemma.PRESETS.items():
@@ -294,6 +308,8 @@ def check_exercise_6_2(fn):
 
 
 # --- 07_mixture_of_experts -------------------------------------------------------------------
+
+
 def check_exercise_7_1(fn):
     """fn(probs, k, per_expert_scale) -> (weights, index) like the router's last steps."""
     gen = torch.Generator().manual_seed(7)
@@ -321,6 +337,8 @@ def check_exercise_7_2(fn):
 
 
 # --- 08_vision -------------------------------------------------------------------------------
+
+
 def check_exercise_8_1(fn):
     """fn(height, width, budget) -> (h, w), the budget resize."""
     from minigemma.preprocess import BUDGETS, resized_size
@@ -358,6 +376,8 @@ def check_exercise_8_2(fn):
 
 
 # --- 09_video --------------------------------------------------------------------------------
+
+
 def check_exercise_9_1(fn):
     """fn(total, n) -> list of frame indices."""
     from minigemma.preprocess import sample_frames
@@ -387,7 +407,11 @@ def check_exercise_9_2(fn):
             proc, {"num_soft_tokens_per_video": [n], "video_metadata": [SimpleNamespace(fps=1, timestamps=times)]}, 0)
         assert got == want, f"expected {want!r}, got {got!r}"
     _ok("9.2")
+
+
 # --- 10_audio --------------------------------------------------------------------------------
+
+
 def check_exercise_10_1(fn):
     """fn(num_samples) -> audio tokens of a 16 kHz clip of that many samples."""
     from minigemma.audio import num_frames
@@ -444,3 +468,33 @@ def check_exercise_10_3(fn):
         assert torch.equal(got, want), (f"T={T}, past={past}, future={future}: rows differ, e.g. query "
                                         f"{int((got != want).any(1).nonzero()[0])}")
     _ok("10.3")
+
+
+# --- 11_chat_thinking_tools ------------------------------------------------------------------
+
+
+def check_exercise_11_1(fn):
+    """fn(value) -> the value in Gemma's notation, as minigemma.chat.format_value writes it."""
+    from minigemma.chat import format_value
+
+    cases = [{}, [], "plain", 'quote " and, comma: {brace}', 0, -17, 2.5, 3.0, 1e-05, True, False, None,
+             {"a": "x", "b": [1, 2.5, True, None]}, {"deep": {"list": [[], {}, ["日本"]]}, "n": -0.25}]
+    for value in cases:
+        got = _attempt("11.1", fn, value)
+        if got is None:
+            return
+        want = format_value(value)
+        assert got == want, f"for {value!r}: expected {want!r}, got {got!r}"
+    _ok("11.1")
+
+
+def check_exercise_11_2(fn):
+    """fn(probs, min_p) -> bool mask of the tokens min-p sampling keeps."""
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    for min_p, want in ((0.5, [True, True, False, False]), (0.2, [True, True, True, False]), (1.0, [True, False, False, False])):
+        got = _attempt("11.2", fn, probs, min_p)
+        if got is None:
+            return
+        got = [bool(x) for x in got]
+        assert got == want, f"min_p={min_p}: expected {want}, got {got} (keep p >= min_p * max p)"
+    _ok("11.2")

@@ -295,7 +295,7 @@ def pair(request, tmp_path_factory, hf_tokenizer_dir):
 
 
 def prompt(tokenizer, waveforms):
-    text = "Listen: " + " and then ".join(["<audio>"] * len(waveforms)) + ". What was said?"
+    text = "Listen: " + " and then ".join(["<|audio|>"] * len(waveforms)) + ". What was said?"
     return multimodal_prompt(tokenizer, text, audio=[audio_features(w) for w in waveforms])
 
 
@@ -329,7 +329,7 @@ def test_greedy_continuation_equals_transformers_generate(pair):
     assert ours == theirs
     # The string-level entry point: markers in the text, feature arrays beside it.
     assert tokenizer.eos_id not in theirs
-    text = minigemma.generate(model, tokenizer, "Listen: <audio> and then <audio>. What was said?",
+    text = minigemma.generate(model, tokenizer, "Listen: <|audio|> and then <|audio|>. What was said?",
                               audio=[audio_features(w) for w in waveforms], max_new_tokens=8)
     assert text == tokenizer.decode(theirs)
 
@@ -341,8 +341,8 @@ def test_audio_token_count_must_match_the_clips(pair):
         model(ids, audio=[audio_features(clip(2.37, seed=1)), audio_features(clip(1.3, seed=2))])
     with pytest.raises(ValueError, match="has 59 audio tokens .* no audio was passed"):
         model(ids)
-    with pytest.raises(ValueError, match="1 <audio> markers but 2 audio items"):
-        multimodal_prompt(tokenizer, "<audio>", audio=[np.zeros((9, 128))] * 2)
+    with pytest.raises(ValueError, match=r"1 <\|audio\|> markers but 2 audio items"):
+        multimodal_prompt(tokenizer, "<|audio|>", audio=[np.zeros((9, 128))] * 2)
 
 
 def test_audio_checkpoint_without_audio_config_is_refused(tmp_path, hf_tokenizer_dir):

@@ -73,8 +73,6 @@ def test_decoder_exercises(gemma, capsys):
         checks.check_exercise_2_1(lambda T, w, n: [max(0, t - w + 1) for t in range(T)])
     with pytest.raises(AssertionError, match="distance=3"):  # the plain dot product ignores position
         checks.check_exercise_2_2(lambda q, k, dist, theta: (q @ k).item())
-
-
 def test_gemma4_exercises(capsys):
     import minigemma
 
@@ -144,6 +142,8 @@ def test_video_exercises(capsys):
     with pytest.raises(AssertionError, match="expected"):
         checks.check_exercise_9_2(lambda times, n: "".join(f"{t:05.2f} <start_of_image>" + "<|video|>" * n
                                                            + "<end_of_image>" for t in times))
+
+
 def test_audio_exercises(capsys):
     s10 = solutions("10_audio")
     checks.check_exercise_10_1(s10.audio_tokens)
@@ -158,3 +158,16 @@ def test_audio_exercises(capsys):
         checks.check_exercise_10_2(lambda f: np.log(np.abs(np.fft.rfft(f, n=512)) @ s10.MEL_BANK + 1e-3))
     with pytest.raises(AssertionError, match="rows differ"):
         checks.check_exercise_10_3(lambda T, p, f: s10.visible(T, p + 1, f))
+
+
+def test_chat_exercises(capsys):
+    s11 = solutions("11_chat_thinking_tools")
+    checks.check_exercise_11_1(s11.gemma_value)
+    checks.check_exercise_11_2(s11.min_p_keep)
+    assert capsys.readouterr().out.count("correct!") == 2
+    with pytest.raises(AssertionError, match="expected '3', got '3.0'"):
+        checks.check_exercise_11_1(lambda v: s11.gemma_value(v) if v != 3.0 or v is True or isinstance(v, int) else "3.0")
+    with pytest.raises(AssertionError, match="keep p >= min_p"):
+        checks.check_exercise_11_2(lambda p, m: p > m)
+    checks.check_exercise_11_1(stub)
+    assert "not attempted" in capsys.readouterr().out

@@ -115,3 +115,28 @@ def test_cache_limits_are_clear_errors(tiny):
         minigemma.KVCache(model.config, batch=1, max_len=300)
     with pytest.raises(ValueError, match="257 positions do not fit: the context holds 256"):
         model(torch.zeros(1, 257, dtype=torch.long))
+
+
+def test_stop_strings_cut_the_output_where_they_start(tiny):
+    model, tok = tiny
+    full = generate(model, tok, "hello", max_new_tokens=16, stop_ids=set())
+    stop = full[5:8]
+    cut = generate(model, tok, "hello", max_new_tokens=16, stop=[stop, "never appears"], stop_ids=set())
+    assert cut == full[:full.index(stop)]
+    pieces = list(stream_generate(model, tok, "hello", max_new_tokens=16, stop=stop, stop_ids=set()))
+    assert "".join(pieces) == cut
+
+
+def test_stop_ids_end_generation(tiny):
+    model, tok = tiny
+    ids = list(generate_ids(model, tok.encode("hello", add_bos=True), max_new_tokens=8))
+    k = next((k for k in range(1, len(ids)) if ids[k] not in ids[:k]), 0)  # the first new id after the start
+    assert list(generate_ids(model, tok.encode("hello", add_bos=True), max_new_tokens=8, stop_ids={ids[k]})) == ids[:k]
+
+
+def test_cli_chat_on_the_real_model():
+    out = subprocess.run([sys.executable, "-m", "minigemma", "chat", "--max-new-tokens", "6", "--system", "Be brief."],
+                         input="Hello there\n\n", capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("you> model> ") and out.stdout.count("you> ") == 2
+    assert len(out.stdout) > len("you> model> you> ") + 5

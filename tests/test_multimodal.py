@@ -167,7 +167,7 @@ def test_prompt_layout_equals_the_transformers_processor():
     frames = [(torch.zeros(9, 768), torch.zeros(9, 2, dtype=torch.long))] * 3
     times = [0.0, 1.5, 61.0]
     audio = torch.zeros(237, 128)  # 2.37 s of 10 ms frames
-    ids = multimodal_prompt(CharTokenizer(), "A <image> B <video> C <audio> D", images=[image],
+    ids = multimodal_prompt(CharTokenizer(), "A <|image|> B <|video|> C <|audio|> D", images=[image],
                             videos=[(frames, times)], audio=[audio])
     img = Gemma4Processor.replace_image_token(proc, {"num_soft_tokens_per_image": [2]}, 0)
     vid = Gemma4Processor.replace_video_token(
@@ -175,5 +175,5 @@ def test_prompt_layout_equals_the_transformers_processor():
     aud = Gemma4Processor.replace_audio_token(proc, {"input_features_mask": [torch.ones(237, dtype=torch.bool)]}, 0)
     assert as_text(ids) == f"<bos>A {img} B {vid} C {aud} D"
     assert audio_token_count(237) == 60 and aud.count("<aud>") == 60
-    with pytest.raises(ValueError, match="1 <image> markers but 2 image items"):
-        multimodal_prompt(CharTokenizer(), "A <image>", images=[image, image])
+    with pytest.raises(ValueError, match=r"1 <\|image\|> markers but 2 image items"):
+        multimodal_prompt(CharTokenizer(), "A <|image|>", images=[image, image])

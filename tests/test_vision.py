@@ -348,8 +348,8 @@ def test_logits_with_one_and_two_images_match_transformers(multimodal_pair):
     ref, model, tok, _ = multimodal_pair
     images = two_images()
     assert images[0][0].shape[0] != images[1][0].shape[0]  # different sizes
-    for prompt, items in [("Describe <image> briefly.", images[:1]),
-                          ("Compare <image> with <image>, please.", images)]:
+    for prompt, items in [("Describe <|image|> briefly.", images[:1]),
+                          ("Compare <|image|> with <|image|>, please.", images)]:
         ids = minigemma.multimodal_prompt(tok, prompt, images=items)
         theirs = ref(**hf_inputs(ids, items)).logits
         ours = model(torch.tensor([ids]), images=items)
@@ -362,11 +362,11 @@ def test_logits_with_one_and_two_images_match_transformers(multimodal_pair):
 def test_greedy_continuation_with_images_matches_transformers_generate(multimodal_pair):
     ref, model, tok, _ = multimodal_pair
     images = two_images()
-    ids = minigemma.multimodal_prompt(tok, "Compare <image> with <image>:", images=images)
+    ids = minigemma.multimodal_prompt(tok, "Compare <|image|> with <|image|>:", images=images)
     theirs = ref.generate(**hf_inputs(ids, images), max_new_tokens=8, do_sample=False, eos_token_id=None,
                           pad_token_id=0)[0, len(ids):].tolist()
     assert list(minigemma.generate_ids(model, ids, max_new_tokens=8, images=images)) == theirs
-    text = minigemma.generate(model, tok, "Compare <image> with <image>:", max_new_tokens=8, images=images)
+    text = minigemma.generate(model, tok, "Compare <|image|> with <|image|>:", max_new_tokens=8, images=images)
     assert text == tok.decode(theirs)
 
 
@@ -383,7 +383,7 @@ def test_video_logits_and_greedy_match_transformers(multimodal_pair):
     ref, model, tok, _ = multimodal_pair
     frames, times = clip_frames()
     images = two_images()[:1]
-    ids = minigemma.multimodal_prompt(tok, "<image> Then <video> What moved?", images=images,
+    ids = minigemma.multimodal_prompt(tok, "<|image|> Then <|video|> What moved?", images=images,
                                       videos=[(frames, times)])
     kwargs = hf_inputs(ids, images, frames, [len(frames)])
     theirs = ref(**kwargs).logits
@@ -408,7 +408,7 @@ def test_video_prompt_text_equals_the_processors():
     meta = VideoMetadata(total_num_frames=200, fps=2.5, frames_indices=sample_frames(200, 2.5)[0])
     vid = Gemma4Processor.replace_video_token(
         proc, {"num_soft_tokens_per_video": [len(frames[0][0]) // 9], "video_metadata": [meta]}, 0)
-    ids = minigemma.multimodal_prompt(CharTokenizer(), "Watch <video>", videos=[(frames, times)])
+    ids = minigemma.multimodal_prompt(CharTokenizer(), "Watch <|video|>", videos=[(frames, times)])
     assert as_text(ids) == f"<bos>Watch {vid}" and "01:17 " in vid
 
 
@@ -439,13 +439,13 @@ def test_model_input_errors_name_the_problem(multimodal_pair, tmp_path):
 
     _, model, tok, directory = multimodal_pair
     images = two_images()
-    ids = torch.tensor([minigemma.multimodal_prompt(tok, "A <image> B", images=images[:1])])
+    ids = torch.tensor([minigemma.multimodal_prompt(tok, "A <|image|> B", images=images[:1])])
     with pytest.raises(ValueError, match=r"the prompt has \d+ image tokens .* give \d+"):
         model(ids, images=[images[1]])  # an image of another size than the prompt was built for
     with pytest.raises(ValueError, match=r"the prompt has \d+ image tokens .* give \d+"):
         model(ids, images=images)  # more images than placeholders
-    with pytest.raises(ValueError, match=r"1 <image> markers but 2 image items"):
-        minigemma.multimodal_prompt(tok, "A <image> B", images=images)
+    with pytest.raises(ValueError, match=r"1 <\|image\|> markers but 2 image items"):
+        minigemma.multimodal_prompt(tok, "A <|image|> B", images=images)
     state = load_file(directory / "model.safetensors")
     del state["model.vision_tower.encoder.layers.1.mlp.up_proj.linear.weight"]
     save_file(state, tmp_path / "model.safetensors")
@@ -485,7 +485,7 @@ def test_a_checkpoint_with_an_audio_tower_loads_with_its_vision_tower(tmp_path, 
     model, tok = minigemma.load(tmp_path, progress=False)
     assert isinstance(model.vision_tower, VisionTower)
     images = two_images()[:1]
-    ids = minigemma.multimodal_prompt(tok, "Look: <image>", images=images)
+    ids = minigemma.multimodal_prompt(tok, "Look: <|image|>", images=images)
     assert relative_error(model(torch.tensor([ids]), images=images), ref(**hf_inputs(ids, images)).logits) < 1e-4
 
 

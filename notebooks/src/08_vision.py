@@ -329,21 +329,21 @@ assert torch.allclose(package, padded_ref, rtol=0, atol=1e-5 * scale)
 # reserved one **placeholder** per soft token:
 #
 # ```
-# <bos> Describe  <start_of_image> <image> <image> … <image> <end_of_image>  briefly.
+# <bos> Describe  <start_of_image> <|image|> <|image|> … <|image|> <end_of_image>  briefly.
 #                 (255999)         (258880) × n/9 patches    (258882)
 # ```
 #
 # The placeholders are never looked up in the embedding table: they become the pad id first (and
 # the per-layer embeddings of E2B/E4B are computed from that pad id too); then their rows are
 # overwritten by the soft tokens, in order. `multimodal_prompt` builds the ids from a text with
-# one `<image>` marker per picture, exactly as transformers' processor writes them.
+# one `<|image|>` marker per picture, exactly as transformers' processor writes them.
 
 # %%
 from minigemma.weights import resolve
 from minigemma.multimodal import BOI_ID, IMAGE_ID, EOI_ID
 tok = minigemma.Tokenizer.from_file(resolve("gemma3-270m"))  # the text pieces (same vocabulary family)
-ids = minigemma.multimodal_prompt(tok, "Describe <image> briefly.", images=[(p70, pos70)])
-names = {BOI_ID: "<start_of_image>", EOI_ID: "<end_of_image>", IMAGE_ID: "<image>"}
+ids = minigemma.multimodal_prompt(tok, "Describe <|image|> briefly.", images=[(p70, pos70)])
+names = {BOI_ID: "<start_of_image>", EOI_ID: "<end_of_image>", IMAGE_ID: "<|image|>"}
 shown = [names.get(i) or repr(tok.decode([i])) for i in ids]
 print(len(ids), "ids:", " ".join(shown[:5]), "…", " ".join(shown[-5:]))
 print("image placeholders:", ids.count(IMAGE_ID), "= patches / 9 =", len(p70) // 9)

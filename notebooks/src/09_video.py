@@ -98,10 +98,10 @@ plt.show()
 # one, behind its timestamp; frames are joined by spaces:
 #
 # ```
-# 00:00 <start_of_image> <video>×70… <end_of_image> 00:00 <start_of_image> … <end_of_image> 00:01 …
+# 00:00 <start_of_image> <|video|>×70… <end_of_image> 00:00 <start_of_image> … <end_of_image> 00:01 …
 # ```
 #
-# `multimodal_prompt` writes one `<video>` marker this way. We check it against what transformers'
+# `multimodal_prompt` writes one `<|video|>` marker this way. We check it against what transformers'
 # processor writes (its `replace_video_token`, given the same frame indices and fps).
 
 # %%
@@ -110,7 +110,7 @@ from transformers.models.gemma4.processing_gemma4 import Gemma4Processor
 from minigemma.multimodal import BOI_ID, EOI_ID, VIDEO_ID
 from minigemma.weights import resolve
 tok = minigemma.Tokenizer.from_file(resolve("gemma3-270m"))
-ids = minigemma.multimodal_prompt(tok, "What happens in <video>?", videos=[(frames, stamps)])
+ids = minigemma.multimodal_prompt(tok, "What happens in <|video|>?", videos=[(frames, stamps)])
 names = {BOI_ID: "<start_of_image>", EOI_ID: "<end_of_image>", VIDEO_ID: "<|video|>"}
 text = "".join(names.get(i) or tok.decode([i]) for i in ids[1:])  # without <bos>
 proc = SimpleNamespace(boi_token="<start_of_image>", eoi_token="<end_of_image>", video_token="<|video|>")
@@ -185,7 +185,7 @@ model = build_model(config, state, **towers)
 
 # %%
 few, few_stamps = preprocess_video(clip, fps, num_frames=8)
-ids = minigemma.multimodal_prompt(tok, "What happens in <video>? Answer:", videos=[(few, few_stamps)])
+ids = minigemma.multimodal_prompt(tok, "What happens in <|video|>? Answer:", videos=[(few, few_stamps)])
 x = torch.tensor([ids])
 with torch.no_grad():
     ours = model(x, videos=[few])
@@ -215,12 +215,12 @@ assert mine == ref_ids
 # sampling, preprocessing, the tower, the placeholders, bidirectional blocks per frame, the cache —
 # runs together and agrees with the reference. With a real checkpoint,
 # `model, tok = minigemma.load("path/to/gemma-4-E2B-it")` then
-# `minigemma.generate(model, tok, prompt_with_<video>, videos=[(frames, stamps)])` runs the same code.
+# `minigemma.generate(model, tok, prompt_with_<|video|>, videos=[(frames, stamps)])` runs the same code.
 #
 # ## Summary
 # - A clip is `(T, H, W, 3)` frames and a frame rate. 32 frames are sampled uniformly
 #   (`i · T // 32`), fewer if the clip has fewer; each is a small image (70 tokens by default).
-# - In the prompt, each frame is `MM:SS <start_of_image> <video>×n <end_of_image>`, frames joined
+# - In the prompt, each frame is `MM:SS <start_of_image> <|video|>×n <end_of_image>`, frames joined
 #   by spaces; the timestamps are whole seconds.
 # - Cost is fixed per clip (32 × the per-frame tokens); longer clips are watched more sparsely.
 #

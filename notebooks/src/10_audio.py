@@ -411,13 +411,13 @@ print("notebook tower == package tower == transformers' Gemma4AudioModel:", tupl
 # into the text width) and replace 59 placeholder tokens in the prompt:
 # `<start_of_audio>` (256000), 59 × the audio token (258881), `<end_of_audio>` (258883). The
 # builder `minigemma.multimodal_prompt` reserves exactly `audio_token_count(frames)` of them per
-# `<audio>` marker; a count that does not match the clips passed is an error, never a silent cut.
+# `<|audio|>` marker; a count that does not match the clips passed is an error, never a silent cut.
 
 # %%
 from minigemma.weights import resolve
 from minigemma.config import TextConfig
 tok = minigemma.Tokenizer.from_file(resolve("gemma3-270m"))
-ids = minigemma.multimodal_prompt(tok, "Transcribe: <audio>", audio=[ours])
+ids = minigemma.multimodal_prompt(tok, "Transcribe: <|audio|>", audio=[ours])
 print(len(ids), "prompt ids:", ids[:6], "...", ids[-3:])
 print("audio placeholders:", ids.count(258881))
 text_config = TextConfig(model_type="gemma4_text", vocab_size=262144, hidden_size=64, intermediate_size=96,
@@ -428,7 +428,7 @@ model = minigemma.Gemma(text_config, audio_config=config).eval()
 model.audio_tower.load_state_dict(tower.state_dict())
 logits = model(torch.tensor([ids]), audio=[ours])
 print("logits:", tuple(logits.shape))
-print(repr(minigemma.generate(model, tok, "Transcribe: <audio>", audio=[ours], max_new_tokens=5)))
+print(repr(minigemma.generate(model, tok, "Transcribe: <|audio|>", audio=[ours], max_new_tokens=5)))
 
 # %% [markdown]
 # Two details of the merge (`minigemma/multimodal.py`, shared with the vision notebook) decide
