@@ -39,3 +39,10 @@ def test_figures_and_widget(gemma):
     assert viz.plot_attention(torch.rand(5, 5), list("abcde")).axes
     widget = viz.attention_explorer(model, tok, "one two three")
     assert [c.description for c in widget.children[:2]] == ["layer", "head"]
+
+
+def test_expert_load_axis_says_fractions_sum_to_top_k():
+    loads = {"a": torch.tensor([1.0, 0.5, 0.5, 0.0]), "b": torch.tensor([0.0, 0.5, 0.5, 1.0])}
+    ax = viz.plot_expert_load(loads, top_k=2).axes[0]
+    assert "sums to 2" in ax.get_ylabel()
+    assert any(line.get_ydata()[0] == 0.5 for line in ax.get_lines())  # the even-spread line, k/E = 2/4
