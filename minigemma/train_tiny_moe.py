@@ -11,7 +11,7 @@ MLP) on four kinds of text in ``data/moe_corpus/``: English and French prose (a 
 paragraphs plus text sampled from the real Gemma 3 270M, see ``write_gemma_text``), Python code
 and arithmetic. Notebook 07 compares its routing with the untrained-router baseline.
 
-    python -m minigemma.train_tiny_moe            # ~2 minutes on 2 cores; writes data/tiny_moe/
+    python -m minigemma.train_tiny_moe            # about a minute on 2 idle cores; writes data/tiny_moe/
     python -m minigemma.train_tiny_moe --write-gemma-text   # first re-sample the Gemma text (slow)
 
 The vocabulary is Gemma's, cut down to the pieces that occur in the corpus (the checkpoint keeps
@@ -187,7 +187,7 @@ def evaluate(model, data, seq=32):
     return losses
 
 
-def train(steps=600, batch=16, seq=96, lr=3e-3, seed=0, out=OUT, progress=True):
+def train(steps=150, batch=16, seq=96, lr=3e-3, seed=0, out=OUT, progress=True):
     torch.manual_seed(seed)
     tokenizer = Tokenizer.from_file(resolve("gemma3-270m"))
     corpus = read_corpus(tokenizer)
@@ -298,7 +298,7 @@ def validation_data(vocab):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
