@@ -9,7 +9,9 @@
   same code serves a full forward pass and a ring-buffer cache.
 * **Gemma 4's global layers** use a larger head dim (512) and, on 26B/31B, *keys as values*
   (``attention_k_eq_v``): no value projection; the value is the key projection's output taken
-  before its norm and RoPE. They may also have their own, smaller, number of KV heads.
+  before its norm and RoPE. They may also have their own, smaller, number of KV heads. As both
+  norms divide by the same RMS, the key before RoPE is the normed value times the key-norm weight,
+  so the cache may keep V alone and rebuild ``K = RoPE(V ⊙ w_k)`` (``keys_from_values``).
 * **KV sharing (Gemma 4 E2B/E4B):** the last layers compute no keys or values at all; they attend
   over the K/V that an earlier layer of the same type produced (its ``kv`` output).
 """
@@ -80,6 +82,9 @@ class Attention(nn.Module):
             k_pos = positions
             if cache is not None:
                 k, v, k_pos = cache.update(k, v, positions)  # (B, K, S, hd), S = cached + T
+                if k is None:  # a values-only cache (keys as values); it never wraps: slot p holds position p
+                    cos_all, sin_all = (t[:v.shape[2]] for t in cache.key_rope)  # (S, 2r) each
+                    k = self.keys_from_values(v, cos_all, sin_all)  # (B, K, S, hd)
         blocks = image_blocks if self.window is not None else None
         mask = attention_mask(positions, k_pos, self.window, blocks)  # (T, S)
         if self.record_probs:
@@ -88,6 +93,23 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
                                                  enable_gqa=self.H != self.K)  # (B, H, T, hd)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.H * self.hd)), (k, v, k_pos)
+
+    def keys_from_values(self, v, cos, sin):
+        """v: (B, K, S, hd) normed values; cos/sin: (S, 2r) angles of the r turning pairs -> (B, K, S, hd) keys.
+
+        ``k_norm(x) = x · rsqrt(mean(x²) + eps) · w_k`` and ``v_norm(x)`` is the same without ``w_k``,
+        on the same raw projection ``x``, so the key before RoPE is ``v ⊙ w_k``: the product below
+        repeats the norm's last float32 step, and in float32 the keys are bit for bit those ``k_norm``
+        and RoPE made (in bf16, up to one rounding). p-RoPE turns only the pairs ``(i, i + hd/2)``
+        with ``i < r``; the others have angle 0 and pass through unchanged.
+        """
+        scale = self.k_norm.offset + self.k_norm.weight.float()  # (hd,), as RMSNorm applies it
+        k = (v.float() * scale).type_as(v)  # (B, K, S, hd): the key before RoPE
+        r, h = cos.shape[-1] // 2, self.hd // 2
+        turning = torch.cat([k[..., :r], k[..., h:h + r]], dim=-1)  # (B, K, S, 2r): pairs (i, i + r) now
+        turning = apply_rope(turning, cos, sin)
+        k[..., :r], k[..., h:h + r] = turning[..., :r], turning[..., r:]
+        return k
 
     def _explicit(self, q, k, v, mask):
         """The same attention spelled out, keeping the probabilities for pictures."""

@@ -6,18 +6,31 @@ sliding layer never looks further back than its window, so it gets only ``window
 buffer* in which each new token overwrites the one that just fell out of the window. Each slot
 remembers its position (``-1`` while empty), so attention builds its mask from positions and
 never cares in which order the ring holds them.
+
+**Keys as values (Gemma 4 26B/31B global layers).** There K and V come from one raw projection, and
+the key norm and the weightless value norm divide by the same RMS, so before RoPE the key *is* the
+value times the key-norm weight: ``K = RoPE(V ⊙ w_k)``. Such a layer's cache can hold V alone and
+attention rebuilds K on read: half the memory of those layers, which are the ones that grow with
+the context. Rebuilding needs each cached position's RoPE angles; computing their cosines at every
+step would cost more than the attention itself, so the cache keeps one small table of them (only
+the pairs that p-RoPE turns), shared by those layers. ``KVCache(..., keys_from_values=False)``
+keeps K and V as usual.
 """
 
 import torch
 
 from .config import SLIDING
+from .rope import cos_sin, inv_frequencies
 
 
 class LayerCache:
-    def __init__(self, batch, kv_heads, size, head_dim, dtype, device=None):
-        self.size = size
-        self.k = torch.zeros(batch, kv_heads, size, head_dim, dtype=dtype, device=device)  # (B, K, S, hd)
-        self.v = torch.zeros_like(self.k)  # (B, K, S, hd)
+    """``key_rope=(cos, sin)``, each (positions, 2r), makes a values-only cache for a keys-as-values
+    layer: ``k`` is not kept, and ``key_rope[0][p]`` is the cosine of the turning pairs at position p."""
+
+    def __init__(self, batch, kv_heads, size, head_dim, dtype, device=None, key_rope=None):
+        self.size, self.key_rope = size, key_rope
+        self.v = torch.zeros(batch, kv_heads, size, head_dim, dtype=dtype, device=device)  # (B, K, S, hd)
+        self.k = None if key_rope is not None else torch.zeros_like(self.v)  # (B, K, S, hd); None: rebuilt
         self.pos = torch.full((size,), -1, dtype=torch.long, device=device)  # (S,) position in each slot
         self.filled = 0  # slots [0, filled) have been written at least once
 
@@ -25,60 +38,75 @@ class LayerCache:
         """Add new keys/values; return what attention may look at, with the position of each.
 
         k, v: (B, K, T, hd); positions: (T,) -> k_all, v_all: (B, K, S, hd), pos_all: (S,)
+        A values-only cache ignores ``k`` and returns ``k_all = None``: the caller rebuilds it.
         """
         T = k.shape[2]
+        if self.k is None and positions[-1] >= self.size:
+            raise ValueError(f"position {positions[-1]} does not fit a values-only cache of {self.size} positions "
+                             "(it rebuilds keys from slot = position, so it cannot wrap around)")
         if T == 1 or positions[-1] < self.size:
             # Nothing this chunk still needs gets overwritten (one token only evicts the key that
             # just left its window; without wrap-around nothing is evicted): write, then read the
             # buffer in place. This is the decoding path, and it copies nothing.
             self._write(k, v, positions)
-            return self.k[:, :, :self.filled], self.v[:, :, :self.filled], self.pos[:self.filled]
+            k_all = self.k[:, :, :self.filled] if self.k is not None else None
+            return k_all, self.v[:, :, :self.filled], self.pos[:self.filled]
         # A chunk that wraps around the ring: its early queries still need keys that its late
         # tokens will overwrite, so attend over (old slots + the whole chunk), then write.
-        k_all = torch.cat([self.k[:, :, :self.filled], k], dim=2)
+        k_all = torch.cat([self.k[:, :, :self.filled], k], dim=2) if self.k is not None else None
         v_all = torch.cat([self.v[:, :, :self.filled], v], dim=2)
         pos_all = torch.cat([self.pos[:self.filled], positions])
         self._write(k, v, positions)
         return k_all, v_all, pos_all
 
     def _write(self, k, v, positions):
-        n = min(k.shape[2], self.size)  # only the last `size` new entries can stay
+        n = min(v.shape[2], self.size)  # only the last `size` new entries can stay
         slots = positions[-n:] % self.size
-        self.k[:, :, slots] = k[:, :, -n:]
+        if self.k is not None:
+            self.k[:, :, slots] = k[:, :, -n:]
         self.v[:, :, slots] = v[:, :, -n:]
         self.pos[slots] = positions[-n:]
-        self.filled = min(self.size, self.filled + k.shape[2])
+        self.filled = min(self.size, self.filled + v.shape[2])
 
     @property
     def nbytes(self):
-        return self.k.numel() * self.k.element_size() * 2
+        return sum(t.numel() * t.element_size() for t in (self.k, self.v) if t is not None)
 
 
 class KVCache:
     """One ``LayerCache`` per layer, sized by the layer's type and shape; ``seen`` counts tokens.
 
     KV-shared layers (Gemma 4 E2B/E4B) get ``None``: they read their donor's keys and values.
+    Keys-as-values layers (26B/31B global) hold values only, unless ``keys_from_values=False``.
     """
 
-    def __init__(self, config, batch: int, max_len: int, dtype=torch.float32, device=None):
+    def __init__(self, config, batch: int, max_len: int, dtype=torch.float32, device=None,
+                 keys_from_values: bool = True):
         if max_len > config.max_position_embeddings:
             raise ValueError(f"a cache of {max_len} positions exceeds the model's context of "
                              f"{config.max_position_embeddings}")
         self.max_len, self.seen = max_len, 0
         # Which image each cached position belongs to (-1: text), for bidirectional image attention.
         self.blocks = torch.full((max_len,), -1, dtype=torch.long, device=device)
-        self.layers = []
+        self.layers, self.key_ropes = [], {}  # layer type -> (cos, sin) of its turning pairs
         for i in range(config.num_hidden_layers):
             if config.kv_donor(i) is not None:
                 self.layers.append(None)
                 continue
             size = layer_slots(config, i, max_len)
-            self.layers.append(LayerCache(batch, config.kv_heads_of(i), size, config.head_dim_of(i), dtype, device))
+            key_rope = None
+            if keys_from_values and config.k_eq_v(i):
+                key_rope = self.key_ropes.get(config.layer_types[i]) or turning_rope(config, i, max_len, dtype, device)
+                self.key_ropes[config.layer_types[i]] = key_rope  # one table for all such layers
+            self.layers.append(LayerCache(batch, config.kv_heads_of(i), size, config.head_dim_of(i), dtype, device,
+                                          key_rope))
 
     @property
     def nbytes(self):
-        """Bytes the cache really holds (keys + values)."""
-        return sum(layer.nbytes for layer in self.layers if layer is not None)
+        """Bytes the cache really holds: keys and values (values alone on keys-as-values layers, plus
+        their shared table of RoPE angles)."""
+        tables = sum(t.numel() * t.element_size() for pair in self.key_ropes.values() for t in pair)
+        return sum(layer.nbytes for layer in self.layers if layer is not None) + tables
 
 
 def layer_slots(config, i, context):
@@ -86,18 +114,37 @@ def layer_slots(config, i, context):
     return min(config.sliding_window, context) if config.layer_types[i] == SLIDING else context
 
 
-def kv_cache_bytes(config, context: int, dtype=torch.bfloat16, batch: int = 1, naive: bool = False) -> int:
+def turning_rope(config, i, max_len, dtype, device=None):
+    """(cos, sin) of layer ``i``'s turning RoPE pairs at positions 0..max_len-1: each (max_len, 2r).
+
+    p-RoPE turns only the first ``r`` of the ``hd/2`` pairs (the zero frequencies sit at the end);
+    the others keep angle 0 and need no table.
+    """
+    inv_freq = inv_frequencies(config.head_dim_of(i), config.rope_parameters[config.layer_types[i]])  # (hd/2,)
+    r = int((inv_freq != 0).sum())
+    return cos_sin(inv_freq[:r], torch.arange(max_len, device=device), dtype)
+
+
+def kv_cache_bytes(config, context: int, dtype=torch.bfloat16, batch: int = 1, naive: bool = False,
+                   keys_from_values: bool = True) -> int:
     """Bytes of KV cache a model needs for ``context`` tokens -- without allocating anything.
 
-    ``naive=True`` counts what a plain cache would hold: every layer, every position.
-    Otherwise it is exactly what ``KVCache`` allocates: sliding layers hold only their window,
-    KV-shared layers hold nothing.
+    ``naive=True`` counts what a plain cache would hold: every layer, every position, K and V.
+    Otherwise it is exactly what ``KVCache(config, batch, context, dtype, keys_from_values=...)``
+    allocates: sliding layers hold only their window, KV-shared layers hold nothing, and
+    keys-as-values layers hold V alone plus one shared table of RoPE angles (unless
+    ``keys_from_values=False``).
     """
     itemsize = torch.empty(0, dtype=dtype).element_size()
     total = 0
+    tables = {}  # layer type -> bytes of its (cos, sin) table, counted once
     for i in range(config.num_hidden_layers):
         if not naive and config.kv_donor(i) is not None:
             continue
         slots = context if naive else layer_slots(config, i, context)
-        total += 2 * batch * config.kv_heads_of(i) * slots * config.head_dim_of(i) * itemsize  # K and V
-    return total
+        values_only = not naive and keys_from_values and config.k_eq_v(i)
+        if values_only:
+            cos, _ = turning_rope(config, i, 1, dtype)  # (1, 2r)
+            tables[config.layer_types[i]] = 2 * context * cos.shape[-1] * itemsize  # cos and sin
+        total += (1 if values_only else 2) * batch * config.kv_heads_of(i) * slots * config.head_dim_of(i) * itemsize
+    return total + sum(tables.values())

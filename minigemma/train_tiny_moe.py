@@ -1,11 +1,18 @@
 """Train a tiny Gemma-4-style mixture of experts on CPU, so routing has something to show.
 
-Random weights route at random. This script trains a 4-layer model with the real MoE block
-(16 experts, top-2, beside a dense MLP) on four kinds of text in ``data/moe_corpus/``: English
-prose, French prose, Python code and arithmetic. Afterwards the router has preferences, and
-notebook 07 shows which experts each kind of token goes to.
+A router with random weights does not route at random: it sends each token deterministically
+wherever its random projection points, so even an untrained router has "favourite" experts for
+each language, simply because each language uses its own tokens. Routing claims therefore need
+a baseline: ``with_untrained_routers`` gives the trained model with its routers re-initialised,
+and ``kind_information`` measures how much the chosen experts tell about the kind of text.
 
-    python -m minigemma.train_tiny_moe            # ~3 minutes on 2 cores; writes data/tiny_moe/
+This script trains a 4-layer model with the real MoE block (16 experts, top-2, beside a dense
+MLP) on four kinds of text in ``data/moe_corpus/``: English and French prose (a few hand-written
+paragraphs plus text sampled from the real Gemma 3 270M, see ``write_gemma_text``), Python code
+and arithmetic. Notebook 07 compares its routing with the untrained-router baseline.
+
+    python -m minigemma.train_tiny_moe            # about a minute on 2 idle cores; writes data/tiny_moe/
+    python -m minigemma.train_tiny_moe --write-gemma-text   # first re-sample the Gemma text (slow)
 
 The vocabulary is Gemma's, cut down to the pieces that occur in the corpus (the checkpoint keeps
 the list of original ids), so the embedding stays small and the checkpoint is a few MB. Training
@@ -53,6 +60,59 @@ class TinyVocab:
         return ["<unk>" if i == UNK else self.tokenizer.decode([self.gemma_ids[i]]) for i in ids]
 
 
+PROMPTS = {  # openings for the real Gemma 3 270M to continue (see write_gemma_text)
+    "english": ["The old lighthouse keeper", "In the spring of that year", "My grandmother used to say",
+                "The train was late again", "Scientists have long wondered", "At the edge of the forest",
+                "The recipe calls for", "When the storm finally passed", "Every morning the baker",
+                "The history of the city", "She opened the letter and", "The river runs through",
+                "Our school organised a trip", "The museum was quiet", "After the long winter",
+                "The market square was full", "He had never seen the sea", "The children ran across",
+                "A good night's sleep", "The farmer looked at the sky", "On the first day of school",
+                "The village had one small", "Learning a new language", "The ship left the harbour",
+                "In a small town near the", "The garden behind the house", "Music has always been",
+                "The cat sat on the", "It was the coldest night", "The mountain road was narrow",
+                "Our neighbour is a", "The library opens at"],
+    "french": ["Il était une fois", "Le vieux gardien du phare", "Au printemps de cette année",
+               "Ma grand-mère disait souvent", "Le train avait encore du retard", "À la lisière de la forêt",
+               "Pour cette recette, il faut", "Quand l'orage fut enfin passé", "Chaque matin, le boulanger",
+               "L'histoire de la ville", "Elle ouvrit la lettre et", "La rivière traverse",
+               "Notre école a organisé", "Le musée était silencieux", "Après le long hiver",
+               "La place du marché était", "Il n'avait jamais vu la mer", "Les enfants couraient",
+               "Une bonne nuit de sommeil", "Le paysan regarda le ciel", "Le premier jour d'école",
+               "Le village avait une petite", "Apprendre une nouvelle langue", "Le bateau quitta le port",
+               "Dans une petite ville près de", "Le jardin derrière la maison", "La musique a toujours",
+               "Le chat était assis sur", "C'était la nuit la plus froide", "La route de montagne",
+               "Notre voisin est un", "La bibliothèque ouvre à"],
+}
+
+
+@torch.no_grad()
+def write_gemma_text(kind, new_tokens=160, seed=0, top_k=64):
+    """Sample one continuation of each prompt of ``kind`` from the real Gemma 3 270M -> text.
+
+    All prompts are cut to the same number of tokens so that they run as one batch (one KV cache
+    of batch 32); temperature 1 and top-k 64, with a seeded generator, so the text is reproducible.
+    """
+    from .cache import KVCache
+    from .weights import load
+
+    model, tok = load("gemma3-270m", progress=False)
+    prompts = [tok.encode(p, add_bos=True) for p in PROMPTS[kind]]
+    n = min(len(p) for p in prompts)
+    ids = torch.tensor([p[:n] for p in prompts])  # (B, n)
+    cache = KVCache(model.config, ids.shape[0], n + new_tokens)
+    gen, rows = torch.Generator().manual_seed(seed), [ids[:, 1:]]
+    for _ in range(new_tokens):
+        top = model(ids, cache=cache, last_only=True)[:, -1].float().topk(top_k)  # (B, k)
+        ids = top.indices.gather(1, torch.multinomial(top.values.softmax(-1), 1, generator=gen))  # (B, 1)
+        rows.append(ids)
+    texts = []
+    for row in torch.cat(rows, 1).tolist():  # stop each text at its end-of-text token
+        row = row[:row.index(tok.eos_id)] if tok.eos_id in row else row
+        texts.append(tok.decode(row).replace("\u2028", "\n").strip())  # U+2028: a line separator
+    return "\n\n".join(texts) + "\n"
+
+
 def tiny_config(vocab_size):
     return TextConfig(
         model_type="gemma4_text", vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
@@ -65,10 +125,13 @@ def tiny_config(vocab_size):
 
 
 def read_corpus(tokenizer):
-    """kind -> (train ids, validation ids) in Gemma ids; the last 10 % of each text is held out."""
+    """kind -> (train ids, validation ids) in Gemma ids; the last 10 % of each text is held out.
+
+    A kind's text is ``{kind}.txt`` followed by ``{kind}_gemma3_270m.txt`` when that exists."""
     out = {}
     for kind in KINDS:
-        ids = tokenizer.encode((CORPUS / f"{kind}.txt").read_text(encoding="utf-8"))
+        files = [CORPUS / f"{kind}.txt", CORPUS / f"{kind}_gemma3_270m.txt"]
+        ids = tokenizer.encode("\n".join(f.read_text(encoding="utf-8") for f in files if f.exists()))
         cut = int(len(ids) * 0.9)
         out[kind] = (ids[:cut], ids[cut:])
     return out
@@ -124,7 +187,7 @@ def evaluate(model, data, seq=32):
     return losses
 
 
-def train(steps=600, batch=16, seq=96, lr=3e-3, seed=0, out=OUT, progress=True):
+def train(steps=150, batch=16, seq=96, lr=3e-3, seed=0, out=OUT, progress=True):
     torch.manual_seed(seed)
     tokenizer = Tokenizer.from_file(resolve("gemma3-270m"))
     corpus = read_corpus(tokenizer)
@@ -193,6 +256,40 @@ def load_tiny_moe(directory=OUT):
     return model, vocab, log
 
 
+def expert_shares(model, ids_by_kind):
+    """-> for every layer, {kind: (E,) fraction of that kind's tokens that chose each expert}.
+
+    Every token chooses top-k experts, so a kind's fractions sum to k (2 here), not to 1."""
+    from .viz import routing
+
+    maps = {kind: routing(model, torch.tensor([ids])) for kind, ids in ids_by_kind.items()}  # kind -> [(T, E)]
+    return [{kind: (m[layer] > 0).float().mean(0) for kind, m in maps.items()} for layer in range(len(model.layers))]
+
+
+def kind_information(shares):
+    """{kind: (E,) shares} -> mutual information, in bits, between the kind of text and the expert
+    chosen (kinds weighted equally). 0: the experts say nothing about the kind; log2(kinds): everything."""
+    joint = torch.stack([s / s.sum() for s in shares.values()]) / len(shares)  # (kinds, E), sums to 1
+    independent = joint.sum(1, keepdim=True) * joint.sum(0, keepdim=True)  # p(kind) · p(expert)
+    terms = joint * torch.log2(joint / independent)
+    return float(torch.where(joint > 0, terms, torch.zeros_like(terms)).sum())
+
+
+def with_untrained_routers(model, seed, std=0.02):
+    """A copy of ``model`` whose routers are re-initialised as before training (projection
+    N(0, std²), scales 1): the same trained residual stream, routed by weights that learned nothing."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in twin.layers:
+            layer.router.proj.weight.copy_(torch.randn(layer.router.proj.weight.shape, generator=gen) * std)
+            layer.router.scale.fill_(1.0)
+            layer.router.per_expert_scale.fill_(1.0)
+    return twin
+
+
 def validation_data(vocab):
     """The held-out windows, in small ids, exactly as training evaluated them."""
     corpus = read_corpus(vocab.tokenizer)
@@ -201,10 +298,16 @@ def validation_data(vocab):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
+    parser.add_argument("--write-gemma-text", action="store_true",
+                        help="first sample data/moe_corpus/{english,french}_gemma3_270m.txt from Gemma 3 270M")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    if args.write_gemma_text:
+        for kind in ("english", "french"):
+            (CORPUS / f"{kind}_gemma3_270m.txt").write_text(write_gemma_text(kind), encoding="utf-8")
     train(steps=args.steps, seed=args.seed, out=args.out)
     print(json.dumps(json.loads((Path(args.out) / "train_log.json").read_text())["validation_loss"]))

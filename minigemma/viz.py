@@ -193,13 +193,16 @@ def routing(model, input_ids):
     return maps
 
 
-def plot_routing(weights, labels, title="", ax=None):
-    """weights: (T, E) -> token × expert heat map."""
+def plot_routing(weights, labels, title="", ax=None, vmax=None):
+    """weights: (T, E) -> token × expert heat map (give several panels one ``vmax`` and one colorbar)."""
     import matplotlib.pyplot as plt
 
-    if ax is None:
+    standalone = ax is None  # on a given axis the caller draws one colorbar for all panels
+    if standalone:
         _, ax = plt.subplots(figsize=(6, 0.22 * len(labels) + 1))
-    ax.imshow(weights.numpy(), cmap="magma_r", aspect="auto", vmin=0)
+    image = ax.imshow(weights.numpy(), cmap="magma_r", aspect="auto", vmin=0, vmax=vmax)
+    if standalone:
+        ax.figure.colorbar(image, ax=ax, label="router weight")
     ax.set_yticks(range(len(labels)), [repr(l)[1:-1] for l in labels], fontsize=7)
     ax.set_xticks(range(weights.shape[1]))
     ax.tick_params(axis="x", labelsize=7)
@@ -208,19 +211,25 @@ def plot_routing(weights, labels, title="", ax=None):
     return ax.figure
 
 
-def plot_expert_load(loads: dict, title="share of each kind's tokens routed to each expert"):
-    """{kind: (E,) share} -> grouped bars: which experts each kind of text uses."""
+def plot_expert_load(loads: dict, title="fraction of each kind's tokens choosing each expert", top_k=None):
+    """{kind: (E,) fraction of tokens choosing each expert} -> grouped bars.
+
+    Each token chooses top-k experts, so a kind's fractions sum to k, not 1; with ``top_k`` a dashed
+    line marks k/E, what every expert would get if choices were spread evenly."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 3))
     E, K = len(next(iter(loads.values()))), len(loads)
     for j, (kind, share) in enumerate(loads.items()):
         ax.bar([e + (j - K / 2 + 0.5) * 0.8 / K for e in range(E)], share.tolist(), 0.8 / K, label=kind)
+    if top_k:
+        ax.axhline(top_k / E, color="k", ls="--", lw=1, label=f"even spread, {top_k}/{E}")
     ax.set_xticks(range(E))
     ax.set_xlabel("expert")
-    ax.set_ylabel("share of choices")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.set_ylabel("fraction of tokens" + (f"\n(sums to {top_k})" if top_k else ""))
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
@@ -235,9 +244,10 @@ def routing_explorer(model, vocab, texts: dict):
         w = routing(model, torch.tensor([ids]))[layer]
         fig, (a, b) = plt.subplots(1, 2, figsize=(11, 0.22 * len(ids) + 1.2), gridspec_kw={"width_ratios": [3, 2]})
         plot_routing(w, vocab.pieces(ids), f"{text}, layer {layer}", a)
+        fig.colorbar(a.images[0], ax=a, label="router weight")
         b.bar(range(w.shape[1]), (w > 0).float().mean(0).tolist(), color="#4c72b0")
         b.set_xlabel("expert")
-        b.set_title("share of tokens choosing each expert", fontsize=9)
+        b.set_title(f"fraction of tokens choosing each expert (sums to {model.config.top_k_experts})", fontsize=9)
         fig.tight_layout()
         plt.show()
 

@@ -307,32 +307,92 @@ def check_exercise_6_2(fn):
     _ok("6.2")
 
 
+# --- 06b_training_a_tiny_gemma ---------------------------------------------------------------
+
+
+def check_exercise_6b_1(fn):
+    """fn(logits, targets) -> d cross_entropy / d logits, without autograd."""
+    gen = torch.Generator().manual_seed(61)
+    for N, V in [(5, 7), (32, 100)]:
+        logits = torch.randn(N, V, generator=gen) * 3
+        targets = torch.randint(0, V, (N,), generator=gen)
+        got = _attempt("6b.1", fn, logits.clone(), targets)
+        if got is None:
+            return
+        leaf = logits.clone().requires_grad_(True)
+        torch.nn.functional.cross_entropy(leaf, targets).backward()
+        assert tuple(got.shape) == (N, V), f"expected shape {(N, V)}, got {tuple(got.shape)}"
+        torch.testing.assert_close(got, leaf.grad, msg=lambda m: (
+            f"N={N}: gradient differs from autograd (softmax minus one-hot, divided by N?) {m}"))
+    _ok("6b.1")
+
+
+def check_exercise_6b_2(fn):
+    """fn(ids, vocab_size) -> cross-entropy of the best context-free (unigram) model, in nats."""
+    gen = torch.Generator().manual_seed(62)
+    cases = [torch.tensor([0, 0, 0, 1]), torch.randint(0, 50, (500,), generator=gen) % 13, torch.arange(8)]
+    for ids in cases:
+        got = _attempt("6b.2", fn, ids, 50)
+        if got is None:
+            return
+        p = torch.bincount(ids, minlength=50).double() / len(ids)
+        want = float(-(p[p > 0] * p[p > 0].log()).sum())
+        assert abs(float(got) - want) < 1e-6, (f"ids {ids.tolist()[:8]}...: expected {want:.6f} nats, got {float(got):.6f} "
+                                              "(the best fixed prediction is each token's frequency)")
+    _ok("6b.2")
+
+
 # --- 07_mixture_of_experts -------------------------------------------------------------------
 
 
 def check_exercise_7_1(fn):
-    """fn(probs, k, per_expert_scale) -> (weights, index) like the router's last steps."""
+    """fn(index, num_experts) -> for each expert, the tokens grouped dispatch runs it on, in order."""
     gen = torch.Generator().manual_seed(7)
-    probs = torch.rand(10, 16, generator=gen).softmax(-1)
-    scale = torch.rand(16, generator=gen) + 0.5
-    got = _attempt("7.1", fn, probs, 4, scale)
-    if got is None:
-        return
-    top, index = probs.topk(4, dim=-1)
-    want = top / top.sum(-1, keepdim=True) * scale[index]
-    assert torch.equal(got[1], index), "the chosen experts differ (top-k of the probabilities, largest first)"
-    torch.testing.assert_close(got[0], want, msg=lambda m: f"weights differ (renormalise, then scale): {m}")
+    cases = [(torch.tensor([[2, 0], [1, 2], [0, 3], [2, 1], [3, 0], [2, 3]]), 4),
+             (torch.randint(0, 16, (30, 4), generator=gen), 16), (torch.tensor([[5, 1, 2]]), 8)]
+    for index, E in cases:
+        got = _attempt("7.1", fn, index, E)
+        if got is None:
+            return
+        flat = index.reshape(-1)
+        order = flat.argsort(stable=True)
+        want = [(order[flat[order] == e] // index.shape[1]).tolist() for e in range(E)]
+        got = [[int(t) for t in tokens] for tokens in got]
+        assert len(got) == E, f"expected one list per expert ({E}), got {len(got)}"
+        for e in range(E):
+            assert got[e] == want[e], (f"expert {e} of {E} (index {index.tolist() if index.numel() < 20 else '...'}): "
+                                       f"expected tokens {want[e]}, got {got[e]}")
     _ok("7.1")
 
 
 def check_exercise_7_2(fn):
-    """fn(index, num_experts) -> list of counts."""
-    index = torch.randint(0, 16, (30, 4), generator=torch.Generator().manual_seed(8))
-    got = _attempt("7.2", fn, index, 16)
+    """fn(per_expert_scale, down_proj) -> down_proj with the per-expert scale folded in."""
+    from minigemma.config import TextConfig
+    from minigemma.moe import Experts, Router
+
+    cfg = TextConfig(model_type="gemma4_text", hidden_size=16, num_hidden_layers=1, layer_types=("full_attention",),
+                     num_attention_heads=2, num_key_value_heads=1, enable_moe_block=True, num_experts=6,
+                     top_k_experts=2, moe_intermediate_size=8)
+    gen = torch.Generator().manual_seed(9)
+    router, experts = Router(cfg), Experts(cfg)
+    with torch.no_grad():
+        for p in list(router.parameters()) + list(experts.parameters()):
+            p.copy_(torch.randn(p.shape, generator=gen))
+    got = _attempt("7.2", fn, router.per_expert_scale.detach().clone(), experts.down_proj.detach().clone())
     if got is None:
         return
-    want = torch.bincount(index.reshape(-1), minlength=16).tolist()
-    assert [int(v) for v in got] == want, f"expected {want}, got {list(got)}"
+    assert tuple(got.shape) == tuple(experts.down_proj.shape), f"expected shape {tuple(experts.down_proj.shape)}"
+    x = torch.randn(12, 16, generator=gen)
+    with torch.no_grad():
+        weights, index, _ = router(x)
+        want = experts(x, index, weights)
+        folded = Experts(cfg)
+        folded.gate_up_proj.copy_(experts.gate_up_proj)
+        folded.down_proj.copy_(got)
+        out = folded(x, index, weights / router.per_expert_scale[index])
+    torch.testing.assert_close(out, want, atol=1e-4, rtol=1e-4, msg=lambda m: (
+        "outputs differ: expert e's output is linear in down_proj[e]; scale all of down_proj[e] by "
+        f"per_expert_scale[e]. {m}"))
     _ok("7.2")
 
 
@@ -498,3 +558,21 @@ def check_exercise_11_2(fn):
         got = [bool(x) for x in got]
         assert got == want, f"min_p={min_p}: expected {want}, got {got} (keep p >= min_p * max p)"
     _ok("11.2")
+
+
+def check_exercise_7_3(fn):
+    """fn(index, probs, num_experts) -> the Switch-style load-balancing loss of one layer."""
+    from minigemma.train_tiny_moe import balance_loss
+
+    gen = torch.Generator().manual_seed(10)
+    for N, E, k in [(40, 8, 2), (7, 16, 4)]:
+        probs = torch.randn(N, E, generator=gen).softmax(-1)
+        index = probs.topk(k, dim=-1).indices
+        got = _attempt("7.3", fn, index, probs, E)
+        if got is None:
+            return
+        want = balance_loss([(None, index, probs)], E)
+        assert abs(float(got) - float(want)) < 1e-5, (f"N={N}, E={E}, k={k}: expected {float(want):.5f}, got "
+                                                      f"{float(got):.5f} (f_e: share of the N·k entries; P_e: mean "
+                                                      "probability over tokens; times E)")
+    _ok("7.3")

@@ -106,6 +106,17 @@ def test_gemma4_exercises(capsys):
     assert minigemma.preset("gemma4-e2b").kv_donor(34) == 14
 
 
+def test_training_exercises(capsys):
+    s = solutions("06b_training_a_tiny_gemma")
+    checks.check_exercise_6b_1(s.logits_gradient)
+    checks.check_exercise_6b_2(s.best_context_free_loss)
+    assert capsys.readouterr().out.count("correct!") == 2
+    with pytest.raises(AssertionError, match="divided by N"):
+        checks.check_exercise_6b_1(lambda z, t: z.softmax(-1) - torch.nn.functional.one_hot(t, z.shape[1]))
+    with pytest.raises(AssertionError, match="token's frequency"):
+        checks.check_exercise_6b_2(lambda ids, V: torch.log(torch.tensor(float(V))))
+
+
 def test_moe_exercises(capsys):
     s7 = solutions("07_mixture_of_experts")
     checks.check_exercise_7_1(s7.top_k_weights)
@@ -171,3 +182,18 @@ def test_chat_exercises(capsys):
         checks.check_exercise_11_2(lambda p, m: p > m)
     checks.check_exercise_11_1(stub)
     assert "not attempted" in capsys.readouterr().out
+    checks.check_exercise_7_1(s7.dispatch_plan)
+    checks.check_exercise_7_2(s7.fold_per_expert_scale)
+    checks.check_exercise_7_3(s7.balance_loss)
+    checks.check_exercise_7_1(stub)
+    out = capsys.readouterr().out
+    assert out.count("correct!") == 3 and "not attempted yet" in out
+    assert s7.dispatch_plan(torch.tensor([[2, 0], [1, 2], [0, 3], [2, 1], [3, 0], [2, 3]]), 4) == \
+        [[0, 2, 4], [1, 3], [0, 1, 3, 5], [2, 4, 5]]  # the worked example of notebook 07
+    with pytest.raises(AssertionError, match="expert 0 of 4 .*expected tokens"):  # entries, not tokens
+        checks.check_exercise_7_1(lambda index, E: [(index.reshape(-1) == e).nonzero()[:, 0].tolist() for e in range(E)])
+    with pytest.raises(AssertionError, match="linear in down_proj"):
+        checks.check_exercise_7_2(lambda s, down: down * s.mean())
+    with pytest.raises(AssertionError, match="expected .* got"):
+        checks.check_exercise_7_3(lambda index, probs, E: (torch.bincount(index.reshape(-1), minlength=E)
+                                                           / index.shape[0] * probs.mean(0)).sum() * E)

@@ -117,6 +117,51 @@ def test_cached_decoding_equals_full_forward_and_cache_bytes_equal_accounting(pa
 
 
 @torch.no_grad()
+def test_values_only_cache_decodes_bit_for_bit_like_a_cache_of_keys_and_values(pair):
+    """Keys as values: the cache holds V alone on those layers and rebuilds K = RoPE(V ⊙ w_k) on read."""
+    style, _, model, _ = pair
+    ids = torch.randint(3, 262144, (1, 30), generator=torch.Generator().manual_seed(4))
+    caches = {kfv: KVCache(model.config, batch=1, max_len=30, keys_from_values=kfv) for kfv in (True, False)}
+    outs = {kfv: torch.cat([model(ids[:, :13], cache=c)] + [model(ids[:, i:i + 1], cache=c) for i in range(13, 30)], 1)
+            for kfv, c in caches.items()}
+    assert torch.equal(outs[True], outs[False])  # float32: the rebuilt keys are exactly the stored ones
+    for kfv, cache in caches.items():
+        assert cache.nbytes == kv_cache_bytes(model.config, 30, dtype=torch.float32, keys_from_values=kfv)
+    k_eq_v = [i for i in range(model.config.num_hidden_layers) if model.config.k_eq_v(i)]
+    assert bool(k_eq_v) == style.endswith("b-style")
+    for i in k_eq_v:  # V alone; the keys the other cache stored are exactly the rebuilt ones
+        values_only, both = caches[True].layers[i], caches[False].layers[i]
+        assert values_only.k is None and torch.equal(values_only.v, both.v)
+        cos, sin = values_only.key_rope
+        torch.testing.assert_close(model.layers[i].self_attn.keys_from_values(values_only.v, cos, sin), both.k,
+                                   atol=0, rtol=0)
+    if k_eq_v:
+        assert caches[True].nbytes < caches[False].nbytes
+
+
+@pytest.mark.parametrize("name", sorted(minigemma.PRESETS))
+@pytest.mark.parametrize("keys_from_values", [True, False])
+def test_kv_cache_bytes_equal_what_the_cache_allocates_for_the_real_configs(name, keys_from_values):
+    config = minigemma.preset(name)
+    for context in (8192, config.max_position_embeddings):
+        cache = KVCache(config, 1, context, dtype=torch.bfloat16, device="meta", keys_from_values=keys_from_values)
+        assert cache.nbytes == kv_cache_bytes(config, context, torch.bfloat16, keys_from_values=keys_from_values)
+    saved = kv_cache_bytes(config, 262144 // 2, keys_from_values=False) - kv_cache_bytes(config, 262144 // 2)
+    assert (saved > 0) == config.attention_k_eq_v
+
+
+def test_values_only_cache_cannot_wrap_around():
+    from minigemma.cache import LayerCache
+
+    table = (torch.ones(4, 2), torch.zeros(4, 2))
+    cache = LayerCache(1, 1, 4, 4, torch.float32, key_rope=table)
+    k_all, v_all, pos = cache.update(torch.ones(1, 1, 4, 4), torch.ones(1, 1, 4, 4), torch.arange(4))
+    assert k_all is None and v_all.shape == (1, 1, 4, 4) and pos.tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="position 4 does not fit a values-only cache of 4 positions"):
+        cache.update(torch.ones(1, 1, 1, 4), torch.ones(1, 1, 1, 4), torch.tensor([4]))
+
+
+@torch.no_grad()
 def test_last_only_shortcut_through_shared_layers(pair):
     _, _, model, _ = pair
     ids = torch.randint(3, 262144, (1, 20), generator=torch.Generator().manual_seed(3))

@@ -2,14 +2,17 @@
 tiny trained MoE reproduces the validation loss written next to it."""
 
 import json
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import minigemma
 from minigemma.config import TextConfig
 from minigemma.moe import Experts, Router, active_parameters, experts_dense, experts_naive
-from minigemma.train_tiny_moe import OUT, evaluate, load_tiny_moe, validation_data
+from minigemma.train_tiny_moe import (OUT, evaluate, expert_shares, kind_information, load_tiny_moe, validation_data,
+                                     with_untrained_routers)
 
 CFG = TextConfig(model_type="gemma4_text", hidden_size=48, num_hidden_layers=1, layer_types=("full_attention",),
                  num_attention_heads=4, num_key_value_heads=1, enable_moe_block=True, num_experts=16,
@@ -92,11 +95,37 @@ def test_active_parameters_of_the_26b_preset():
     assert active < total / 6
 
 
-def test_committed_tiny_moe_reproduces_its_validation_loss():
+def test_committed_tiny_moe_reproduces_its_validation_loss_and_beats_uniform():
     model, vocab, log = load_tiny_moe()
     assert log["command"].startswith("python -m minigemma.train_tiny_moe")
     losses = evaluate(model, validation_data(vocab))
     for kind, reported in log["validation_loss"].items():
         assert losses[kind] == pytest.approx(reported, abs=1e-3), kind
+        assert reported < math.log(model.config.vocab_size) - 1, kind  # clearly better than a uniform guess
     assert (OUT / "model.safetensors").stat().st_size < 8_000_000
     assert json.loads((OUT / "config.json").read_text())["enable_moe_block"] is True
+
+
+def test_kind_information_bounds():
+    E = 8
+    same = {kind: torch.full((E,), 2 / E) for kind in "abcd"}  # every kind spreads the same way
+    assert kind_information(same) == pytest.approx(0.0, abs=1e-9)
+    apart = {kind: F.one_hot(torch.tensor(j), E).float() * 2 for j, kind in enumerate("abcd")}  # own expert each
+    assert kind_information(apart) == pytest.approx(2.0)  # log2(4 kinds): the expert names the kind
+    half = {"a": torch.tensor([1.0, 1.0, 0, 0]), "b": torch.tensor([0, 1.0, 1.0, 0])}
+    assert 0 < kind_information(half) < 1
+
+
+def test_untrained_router_baseline_changes_only_the_routers():
+    model, vocab, _ = load_tiny_moe()
+    twin = with_untrained_routers(model, seed=0)
+    trained, fresh = model.state_dict(), twin.state_dict()
+    for name, value in trained.items():
+        assert torch.equal(value, fresh[name]) != (".router." in name), name  # routers differ, nothing else
+    ids = {kind: v[:64] for kind, v in validation_data(vocab).items()}
+    for m in (model, twin):
+        layers = expert_shares(m, ids)
+        assert len(layers) == len(model.layers)
+        for shares in layers:
+            for s in shares.values():  # fractions of tokens per expert sum to top-k
+                assert float(s.sum()) == pytest.approx(model.config.top_k_experts)

@@ -45,3 +45,10 @@ def test_teaching_diagrams():
     assert viz.plot_sandwich_layer().axes
     fig = viz.plot_rope_clock(torch.tensor([1.0, 0.1]), [0, 1, 2, 3])
     assert len(fig.axes) == 3  # two clocks and the colorbar
+
+
+def test_expert_load_axis_says_fractions_sum_to_top_k():
+    loads = {"a": torch.tensor([1.0, 0.5, 0.5, 0.0]), "b": torch.tensor([0.0, 0.5, 0.5, 1.0])}
+    ax = viz.plot_expert_load(loads, top_k=2).axes[0]
+    assert "sums to 2" in ax.get_ylabel()
+    assert any(line.get_ydata()[0] == 0.5 for line in ax.get_lines())  # the even-spread line, k/E = 2/4

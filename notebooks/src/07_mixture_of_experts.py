@@ -2,14 +2,16 @@
 # # 07 · Mixture of experts: the 26B-A4B router, 128 experts, and routing you can see
 #
 # **What you will learn**
-# - the router of Gemma 4 26B-A4B: which input it reads (the raw residual — two ports got this
-#   wrong), its norm and scales, softmax, top-8, renormalisation, per-expert scale;
+# - why a model would want many small MLPs ("experts") and use only a few per token;
+# - the router of Gemma 4 26B-A4B: which input it reads (the raw residual), its norm and scales,
+#   softmax, top-8, renormalisation, and the per-expert scale;
 # - the experts and three ways to run them: a per-token loop, "every expert on every token", and
-#   grouping tokens by expert, timed against each other;
+#   **grouped dispatch**, worked by hand on 6 tokens, then timed;
 # - why the model stores 25.2B parameters but uses about 3.8B per token;
-# - what a small trained MoE does with English, French, Python and arithmetic.
+# - what a small trained MoE does with English, French, Python and arithmetic, and which of its
+#   routing patterns survive a comparison with an **untrained router**.
 #
-# **Prerequisites:** notebooks 02 and 06.
+# **Prerequisites:** notebooks 02 and 06 (06b explains training and the load-balancing loss).
 
 # %%
 import math
@@ -25,15 +27,71 @@ from minigemma.moe import Experts, Router, active_parameters
 _ = torch.manual_seed(0)
 
 # %% [markdown]
-# ## 1. The router, from scratch
-# For a token's residual `h` (width D): RMS-norm **without a weight**, times a learned `scale`,
-# times `D^-½`; project to one score per expert; softmax in float32; keep the top k; make those k
-# sum to 1; multiply each by its expert's `per_expert_scale`.
+# ## 1. Why mixture of experts?
+# In a dense transformer every token goes through every weight. Knowledge lives mostly in the MLPs,
+# so a model that should know more needs wider MLPs — and then *every* token pays for the width,
+# whether it is a French verb, a Python keyword or a digit.
+#
+# A mixture-of-experts (MoE) layer replaces one wide MLP by **many small ones** and adds a tiny
+# **router** that picks, for each token, the few experts that should handle it. The stored
+# parameters grow with the number of experts; the work per token grows only with how many are
+# picked (`k`). This is *conditional computation*: Shazeer et al. (2017) showed it at scale with
+# thousands of experts between LSTM layers; GShard (Lepikhin et al., 2020) and the Switch
+# Transformer (Fedus et al., 2021) put experts into transformers and trained them across many
+# machines. The price is that the model needs memory for all experts, that tokens of one batch go
+# to different weights (which is awkward to run fast), and that training must stop the router from
+# sending everything to a few favourites (the **load-balancing loss**, notebook 06b).
+#
+# Gemma 4 26B-A4B has 128 experts per layer and picks 8; unusually, it keeps its dense MLP too and
+# adds the experts **beside** it. The picture below is one such layer for one token.
+
+# %%
+from matplotlib.patches import FancyBboxPatch
+
+def box(ax, x, y, text, color, w=1.5, h=0.6):
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05", fc=color, ec="#333"))
+    ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+def arrow(ax, a, b, **kw):
+    ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color=kw.get("color", "#333"), lw=kw.get("lw", 1)))
+
+fig, ax = plt.subplots(figsize=(10, 3.6))
+box(ax, 0, 2, "residual h", "#eeeeee"); box(ax, 2.2, 3.2, "dense MLP", "#c6dbef"); box(ax, 2.2, 1.0, "router", "#fdd0a2")
+chosen = {1: 0.6, 5: 0.4}  # two of eight experts, with the router's weights
+for e in range(8):
+    color = "#fd8d3c" if e in chosen else "#f7f7f7"
+    box(ax, 4.6 + (e % 4) * 1.1, 1.5 - (e // 4) * 1.0, f"expert {e}", color, w=0.95, h=0.5)
+    if e in chosen:
+        arrow(ax, (2.95, 1.0), (4.15 + (e % 4) * 1.1, 1.5 - (e // 4) * 1.0), color="#d94801", lw=1.5)
+box(ax, 9.6, 2, "h + norm(dense\n+ Σ w·expert)", "#e5f5e0", w=1.9, h=0.9)
+arrow(ax, (0.75, 2.1), (1.45, 3.1)); arrow(ax, (0.75, 1.9), (1.45, 1.1)); arrow(ax, (2.95, 3.2), (8.65, 2.2))
+arrow(ax, (8.35, 1.0), (8.75, 1.6), color="#d94801", lw=1.5)
+ax.text(8.2, 1.3, "0.6·e1 + 0.4·e5", ha="right", fontsize=7, color="#d94801")
+ax.text(2.2, 0.45, "scores → softmax → top-2\nweights 0.6 (expert 1), 0.4 (expert 5)", ha="center", fontsize=7)
+ax.set_xlim(-1, 10.8); ax.set_ylim(-0.2, 3.8); ax.axis("off")
+ax.set_title("one MoE layer, one token: the dense MLP always runs; the router picks k of E experts")
+plt.show()
+
+# %% [markdown]
+# ## 2. The router, from scratch
+# For a token's residual `h` (width D) the router:
+# 1. RMS-normalises `h` **without a weight**, multiplies by a learned `scale` (one number per
+#    dimension) and by `D^-½`, so the scores stay the same size whatever the width;
+# 2. projects to one score per expert and takes a softmax (in float32);
+# 3. keeps the `k` largest probabilities and divides them by their sum, so the `k` weights add up
+#    to 1: the token's output will be a weighted average of its experts;
+# 4. multiplies each weight by its expert's `per_expert_scale` (next section).
+#
+# The input is the **raw residual** `h`, not the normed input the experts receive
+# (`pre_feedforward_layernorm_2(h)`): the router has its own norm. `tests/test_moe.py` checks the
+# chosen experts against transformers on a checkpoint whose every norm and scale is randomised, so
+# swapping the two inputs would fail.
 
 # %%
 cfg = TextConfig(model_type="gemma4_text", hidden_size=32, num_hidden_layers=1, layer_types=("full_attention",),
                  num_attention_heads=4, num_key_value_heads=1, enable_moe_block=True, num_experts=8,
                  top_k_experts=2, moe_intermediate_size=16)
+
 def randomise(*modules, std):
     with torch.no_grad():
         for m in modules:
@@ -43,9 +101,10 @@ def randomise(*modules, std):
 router, experts = Router(cfg), Experts(cfg)
 randomise(router, experts, std=0.5)
 
+# %%
 def route(h, R):
     D = h.shape[-1]
-    r = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6) * R["scale"] * D ** -0.5
+    r = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6) * R["scale"] * D ** -0.5  # (N, D)
     probs = (r @ R["proj.weight"].T).float().softmax(-1)  # (N, E)
     top, index = probs.topk(cfg.top_k_experts, dim=-1)  # (N, k)
     return top / top.sum(-1, keepdim=True) * R["per_expert_scale"][index], index
@@ -59,59 +118,144 @@ torch.testing.assert_close(weights, package_weights)
 print("router matches the package")
 
 # %% [markdown]
-# ## 2. The experts and three ways to run them
-# Each expert is a gated-GELU MLP. The checkpoint packs all of them in two tensors:
-# `gate_up_proj (E, 2·I, D)` (gate rows first) and `down_proj (E, D, I)`.
+# ### What `per_expert_scale` is for
+# After step 3 a token's weights sum to 1, whatever experts it picked: the router decides *how to
+# share* a token between experts, but not how loud each expert's output should be. Gemma 4 stores
+# one more learned number per expert, `per_expert_scale` (E values), and multiplies the weight of
+# expert `e` by it for every token that picked `e`. An expert's output is linear in its last
+# projection (`down_proj`), so this is the same as scaling that expert's `down_proj` by
+# `per_expert_scale[e]`: a gain per expert, kept outside the expert so that the router's weights
+# can stay a clean average. The cell checks that equivalence (exercise 7.2 asks you to fold the
+# scale into the experts yourself).
+
+# %%
+x = torch.randn(6, 32)
+w, i, _ = router(x)
+unscaled = w / router.per_expert_scale[i]  # the weights before step 4: each row sums to 1
+torch.testing.assert_close(unscaled.sum(-1), torch.ones(6))
+folded = Experts(cfg)
+with torch.no_grad():
+    folded.gate_up_proj.copy_(experts.gate_up_proj)
+    folded.down_proj.copy_(experts.down_proj * router.per_expert_scale[:, None, None].detach())
+    torch.testing.assert_close(experts(x, i, w), folded(x, i, unscaled))
+print("per_expert_scale:", [round(v, 2) for v in router.per_expert_scale.tolist()])
+print("scaling the weights == scaling each expert's down_proj")
+
+# %% [markdown]
+# ## 3. The experts and three ways to run them
+# Each expert is a gated-GELU MLP, like Gemma's dense MLP but narrower. The checkpoint packs all of
+# them into two tensors: `gate_up_proj (E, 2·I, D)` (gate rows first) and `down_proj (E, D, I)`.
 
 # %%
 E = experts.state_dict()
 
 def expert(e, x):
-    gate, up = (x @ E["gate_up_proj"][e].T).chunk(2, dim=-1)
-    return (F.gelu(gate, approximate="tanh") * up) @ E["down_proj"][e].T
+    gate, up = (x @ E["gate_up_proj"][e].T).chunk(2, dim=-1)  # (n, I) each
+    return (F.gelu(gate, approximate="tanh") * up) @ E["down_proj"][e].T  # (n, D)
 
-def run_loop(x, index, weights):  # one token, one chosen expert at a time
+# %% [markdown]
+# **A per-token loop** is obviously right: for each token, for each of its `k` choices, run that
+# expert on that one token and add its weighted output. It runs `tokens × k` tiny matrix products,
+# so Python's overhead dominates.
+
+# %%
+def run_loop(x, index, weights):
     out = torch.zeros_like(x)
     for t in range(x.shape[0]):
         for k in range(index.shape[1]):
             out[t] += weights[t, k] * expert(int(index[t, k]), x[t])
     return out
 
-def run_dense(x, index, weights):  # every expert on every token, keep the chosen
-    mix = torch.zeros(x.shape[0], cfg.num_experts).scatter(1, index, weights)  # (N, E)
+# %% [markdown]
+# **Every expert on every token**, then keep only the chosen outputs: a few big tensor operations,
+# but `E / k` times the necessary arithmetic (16× for 26B-A4B: 128 experts, 8 chosen).
+
+# %%
+def run_dense(x, index, weights):
+    mix = torch.zeros(x.shape[0], cfg.num_experts).scatter(1, index, weights)  # (N, E): 0 where not chosen
     return sum(mix[:, e:e + 1] * expert(e, x) for e in range(cfg.num_experts))
 
-def run_grouped(x, index, weights):  # sort the (token, choice) pairs by expert; each expert runs once
+# %% [markdown]
+# ### Grouped dispatch, worked by hand on 6 tokens
+# The fast way does only the necessary arithmetic, in at most `E` batched products: gather the
+# tokens that chose expert `e`, run `e` once on all of them, scatter the results back. Take 6 tokens,
+# 4 experts, top-2. Each token's two choices are a row of `index`:
+
+# %%
+toy_index = torch.tensor([[2, 0], [1, 2], [0, 3], [2, 1], [3, 0], [2, 3]])  # (N=6, k=2)
+flat = toy_index.reshape(-1)  # (12,): one entry per (token, choice)
+order = flat.argsort(stable=True)  # entries sorted by expert; ties keep token order
+counts = torch.bincount(flat, minlength=4)  # how many entries each expert gets
+print("flat experts :", flat.tolist())
+print("token of each:", (torch.arange(12) // 2).tolist())
+print("sorted order :", order.tolist())
+print("counts       :", counts.tolist(), "-> sum", int(counts.sum()), "= 6 tokens × k=2")
+start = 0
+for e, n in enumerate(counts.tolist()):
+    rows = order[start:start + n]
+    print(f"expert {e}: entries {rows.tolist()} -> tokens {(rows // 2).tolist()}")
+    start += n
+
+# %% [markdown]
+# Read it as a plan: the 12 `(token, choice)` entries are sorted by expert, so expert 0's entries
+# come first (tokens 0, 2, 4), then expert 1's (tokens 1, 3), and so on. Entry `j` belongs to token
+# `j // k`. Each expert then runs **once**, on a small batch of its tokens, and `index_add_` puts
+# every weighted result back on its token's row (a token with two choices receives two additions).
+# The picture shows the same plan: rows are tokens, colours are the expert that handles each choice.
+
+# %%
+fig, (a, b) = plt.subplots(1, 2, figsize=(10, 2.8), gridspec_kw={"width_ratios": [1, 2]})
+im = a.imshow(toy_index.numpy(), cmap="tab10", vmin=0, vmax=9)
+for t in range(6):
+    for k in range(2):
+        a.text(k, t, int(toy_index[t, k]), ha="center", va="center", color="w")
+a.set_xticks([0, 1], ["1st", "2nd"]); a.set_xlabel("choice"); a.set_ylabel("token"); a.set_title("index (N, k)")
+start = 0
+for e, n in enumerate(counts.tolist()):
+    tokens = (order[start:start + n] // 2).tolist()
+    b.barh([e] * n, [1] * n, left=range(start, start + n), color=plt.cm.tab10(e), edgecolor="w")
+    for j, t in enumerate(tokens):
+        b.text(start + j + 0.5, e, f"t{t}", ha="center", va="center", color="w", fontsize=8)
+    start += n
+b.set_yticks(range(4), [f"expert {e}" for e in range(4)]); b.invert_yaxis()
+b.set_xlabel("position in the sorted list of 12 entries"); b.set_title("grouped: each expert runs once")
+fig.tight_layout(); plt.show()
+
+# %% [markdown]
+# The same steps as a function, for any batch:
+
+# %%
+def run_grouped(x, index, weights):
     flat = index.reshape(-1)
     order = flat.argsort(stable=True)
-    out = torch.zeros_like(x)
-    for e in flat.unique():
-        rows = order[flat[order] == e]  # the (token, choice) pairs that chose e
+    out, start = torch.zeros_like(x), 0
+    for e, n in enumerate(torch.bincount(flat, minlength=cfg.num_experts).tolist()):
+        rows = order[start:start + n]  # the entries that chose e
         tokens = rows // index.shape[1]
-        out.index_add_(0, tokens, weights.reshape(-1)[rows, None] * expert(int(e), x[tokens]))
+        out.index_add_(0, tokens, weights.reshape(-1)[rows, None] * expert(e, x[tokens]))
+        start += n
     return out
 
 x = torch.randn(20, 32)
 w, i, _ = router(x)
 with torch.no_grad():
-    a, b, c, package = run_loop(x, i, w), run_dense(x, i, w), run_grouped(x, i, w), experts(x, i, w)
-for name, y in [("loop", a), ("dense", b), ("grouped", c)]:
-    torch.testing.assert_close(y, package, atol=1e-5, rtol=1e-5)
+    package = experts(x, i, w)
+    for name, fn in [("loop", run_loop), ("dense", run_dense), ("grouped", run_grouped)]:
+        torch.testing.assert_close(fn(x, i, w), package, atol=1e-5, rtol=1e-5)
 print("all three equal the package's Experts")
 
 # %% [markdown]
-# **Cost.** The loop runs `tokens × k` tiny matrix products (Python overhead dominates); the
-# dense version does `E / k` times the necessary arithmetic (16× for 26B-A4B); grouping does just
-# the necessary arithmetic in `≤ E` batched products. Timed here on a block with 64 experts, top-8:
+# **Cost.** Timed here on a block with 64 experts, top-8 (timings vary from run to run, so this
+# cell's output is not compared when the notebook is tested):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+from minigemma.moe import experts_dense, experts_naive
 big = TextConfig(model_type="gemma4_text", hidden_size=256, num_hidden_layers=1, layer_types=("full_attention",),
                  num_attention_heads=4, num_key_value_heads=1, enable_moe_block=True, num_experts=64,
                  top_k_experts=8, moe_intermediate_size=64)
 r_big, e_big = Router(big), Experts(big)
 randomise(r_big, e_big, std=0.05)
-from minigemma.moe import experts_dense, experts_naive
 results = {}
 with torch.no_grad():
     for n in (1, 64, 512):
@@ -124,15 +268,17 @@ with torch.no_grad():
 fig, ax = plt.subplots(figsize=(7, 3))
 for j, name in enumerate(["per-token loop", "every expert", "grouped"]):
     ax.bar([k + (j - 1) * 0.27 for k in range(3)], [results[(name, n)] for n in (1, 64, 512)], 0.27, label=name)
-ax.set_xticks(range(3), ["1 token", "64 tokens", "512 tokens"]); ax.set_yscale("log"); ax.set_ylabel("tokens / s")
-ax.legend(); plt.show()
+ax.set_xticks(range(3), ["1 token", "64 tokens", "512 tokens"]); ax.set_yscale("log"); ax.set_ylabel("tokens / s (log)")
+ax.legend(loc="upper left", fontsize=8); plt.show()
 
 # %% [markdown]
-# `benchmarks/bench_moe.py` measures the same three against transformers' experts block on the
-# same weights (the README has the table): at 2,048 tokens grouping is ~30× the loop, ~15× the
-# dense version and 1.6–2× transformers; at 64 tokens transformers' single grouped kernel wins.
+# With one token, grouping and the loop do the same work; with many, grouping wins because each
+# expert's tokens share one matrix product. `benchmarks/bench_moe.py` measures the same three
+# against transformers' experts block on the same weights (the README has the table): at 2,048
+# tokens grouping is ~30× the loop, ~15× the dense version and 1.6–2× transformers; at 64 tokens
+# transformers' single grouped kernel wins.
 #
-# ## 3. Where the experts sit in a Gemma 4 layer
+# ## 4. Where the experts sit in a Gemma 4 layer
 # `h` is the residual after attention. The dense MLP runs as in every Gemma layer; beside it:
 # ```
 # dense   = post_ffw_norm_1( mlp( pre_ffw_norm(h) ) )
@@ -140,11 +286,9 @@ ax.legend(); plt.show()
 # moe     = post_ffw_norm_2( Σ weights · expert( pre_ffw_norm_2(h) ) )
 # out     = h + post_ffw_norm( dense + moe )
 # ```
-# Two PyPI ports fed the router `pre_ffw_norm(h)` instead: with norms left at 1 their logits looked
-# perfect (1.5e-6), with realistic norms they were off by 0.31 (`tests/test_gemma4.py` perturbs every
-# norm and router scale, and checks each token's chosen experts against transformers).
+# Each branch has its own output norm before the two are added, so neither can drown the other.
 #
-# ## 4. Stored vs used parameters: 26B-A4B
+# ## 5. Stored vs used parameters: 26B-A4B
 
 # %%
 moe_cfg = minigemma.preset("gemma4-26b-a4b")
@@ -156,51 +300,96 @@ print(f"used per token: {active / 1e9:.2f}B (published 3.8B) = everything but th
       f"+ {moe_cfg.top_k_experts} of {moe_cfg.num_experts} experts")
 
 # %% [markdown]
-# Both published figures reproduce from the preset, counting the text decoder only (the vision
-# tower is not in 25.2B) and counting the whole embedding matrix as used, since the tied output
-# head multiplies every token by all of it.
+# Both published figures ([Gemma 4 model card](https://ai.google.dev/gemma/docs/core/model_card_4))
+# reproduce from the preset, counting the text decoder only (the vision tower is not in 25.2B) and
+# counting the whole embedding matrix as used, since the tied output head multiplies every token by
+# all of it. Memory must hold all 25.2B; each token's arithmetic touches about 3.8B.
 #
-# ## 5. A tiny MoE that has learned something
-# Random weights route at random. `python -m minigemma.train_tiny_moe` trains a 4-layer model with
-# this same MoE block (16 experts, top-2) on four kinds of text in `../data/moe_corpus/`, in about a
-# minute and a half on 2 CPU cores. The checkpoint is committed (`../data/tiny_moe/`, 4.3 MB).
+# ## 6. A tiny MoE that has learned something
+# `python -m minigemma.train_tiny_moe` trains a 4-layer model with this same MoE block (16 experts,
+# top-2) on four kinds of text in `../data/moe_corpus/`: English and French prose (a few
+# hand-written paragraphs plus 32 short stories per language sampled, with a fixed seed, from the
+# real Gemma 3 270M), Python code and arithmetic. 150 steps take about a minute on 2 idle CPU
+# cores; the checkpoint is committed in `../data/tiny_moe/`. (Trained longer, this small model
+# memorises its prose and does *worse* on held-out text: 600 steps gave English and French losses
+# barely under the uniform guess.)
+#
+# First: did it learn anything? A model that knows nothing spreads its probability evenly over the
+# vocabulary, and its loss is `ln(vocabulary size)`. Every held-out loss must be clearly below that.
 
 # %%
 from minigemma.train_tiny_moe import KINDS, evaluate, load_tiny_moe, read_corpus, validation_data
 tiny, vocab, log = load_tiny_moe()
+uniform = math.log(tiny.config.vocab_size)
 print(log["command"], f"({log['seconds']} s)")
-print("validation loss:", log["validation_loss"])
 losses = evaluate(tiny, validation_data(vocab))
 assert all(abs(losses[k] - v) < 1e-3 for k, v in log["validation_loss"].items())  # reproduces the log
+for kind, loss in losses.items():
+    print(f"{kind:>10}: held-out loss {loss:.2f} (perplexity {math.exp(loss):,.0f}) vs uniform "
+          f"{uniform:.2f} (perplexity {tiny.config.vocab_size:,})")
+assert all(loss < uniform - 1 for loss in losses.values())
+
+# %%
 curve = torch.tensor(log["train_loss"])
 plt.figure(figsize=(7, 2.6))
-plt.plot(curve, alpha=0.3); plt.plot(torch.nn.functional.avg_pool1d(curve[None, None], 20, 1)[0, 0], lw=2)
-plt.xlabel("step"); plt.ylabel("training loss"); plt.show()
+plt.plot(curve, alpha=0.3, label="each step"); plt.plot(F.avg_pool1d(curve[None, None], 20, 1)[0, 0], lw=2, label="mean of 20")
+plt.axhline(uniform, color="k", ls="--", lw=1, label="uniform guess, ln(vocab)")
+plt.xlabel("step"); plt.ylabel("training loss (nats)"); plt.legend(fontsize=8); plt.show()
 
 # %% [markdown]
-# The prose texts are only a few kilobytes, so the model memorises them (training loss 0.6,
-# validation loss high for English and French); arithmetic and code generalise better. For what
-# we want to see, routing, that is enough.
+# ### Routing, and the baseline it must beat
+# A router with random weights does **not** route at random: it computes the same scores for the
+# same token every time, so it sends each token deterministically wherever its random projection
+# happens to point. Since English, French, Python and arithmetic use mostly different tokens, even
+# an untrained router gives each kind "favourite" experts. Any claim about what the router
+# *learned* must therefore beat a baseline: the same trained model with its routers re-initialised
+# as before training (`with_untrained_routers`), several times with different seeds.
+#
+# The measure: the **mutual information** between the kind of text and the expert chosen, in bits
+# (0 = the expert tells nothing about the kind; 2 = it tells which of the four kinds it is).
 
 # %%
+from minigemma.train_tiny_moe import expert_shares, kind_information, with_untrained_routers
 corpus = read_corpus(vocab.tokenizer)
 held_out = {kind: [vocab.small.get(i, 0) for i in corpus[kind][1][:200]] for kind in KINDS}
-layer = 1
-maps = {kind: viz.routing(tiny, torch.tensor([ids]))[layer] for kind, ids in held_out.items()}
-fig = viz.plot_expert_load({kind: (m > 0).float().mean(0) for kind, m in maps.items()},
-                           f"layer {layer}: share of each kind's tokens choosing each expert (held-out text)")
-plt.show()
+baselines = [with_untrained_routers(tiny, seed) for seed in range(5)]
+trained_shares = expert_shares(tiny, held_out)  # per layer: {kind: (E,) fractions}
+baseline_shares = [expert_shares(b, held_out) for b in baselines]
+info = [kind_information(s) for s in trained_shares]
+base_info = [[kind_information(b[layer]) for b in baseline_shares] for layer in range(len(tiny.layers))]
+for layer, (t, base) in enumerate(zip(info, base_info)):
+    print(f"layer {layer}: trained router {t:.2f} bits; untrained routers {min(base):.2f}–{max(base):.2f} bits")
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(14, 5))
-for ax, (kind, ids) in zip(axes, held_out.items()):
-    viz.plot_routing(maps[kind][:24], vocab.pieces(ids[:24]), kind, ax)
-fig.suptitle(f"layer {layer}: router weights, first 24 held-out tokens of each kind")
-fig.tight_layout()
+layer = 1
+fig = viz.plot_expert_load(trained_shares[layer], f"layer {layer}, trained router: fraction of each kind's "
+                           "held-out tokens choosing each expert", top_k=tiny.config.top_k_experts)
+plt.show()
+fig = viz.plot_expert_load(baseline_shares[0][layer], f"layer {layer}, untrained router (seed 0), same model "
+                           "otherwise", top_k=tiny.config.top_k_experts)
 plt.show()
 
 # %% [markdown]
-# Explore every layer and your own text (run the notebook; the picture above is the static version):
+# Each token chooses 2 of the 16 experts, so each kind's bars add up to **2** (200 %), not 1; the
+# dashed line at 12.5 % = 2/16 is what every expert would get if choices were spread evenly.
+#
+# The heat maps show the router's weight for each of the first 24 held-out tokens of each kind
+# (white = not chosen):
+
+# %%
+maps = {kind: viz.routing(tiny, torch.tensor([ids]))[layer][:24] for kind, ids in held_out.items()}
+top = max(float(m.max()) for m in maps.values())  # one colour scale for all four panels
+fig, axes = plt.subplots(1, 4, figsize=(15, 5))
+for ax, (kind, ids) in zip(axes, held_out.items()):
+    viz.plot_routing(maps[kind], vocab.pieces(ids[:24]), kind, ax, vmax=top)
+fig.suptitle(f"layer {layer}: router weights, first 24 held-out tokens of each kind")
+fig.tight_layout()
+fig.colorbar(axes[-1].images[0], ax=axes, shrink=0.6, label="router weight")
+plt.show()
+
+# %% [markdown]
+# Explore every layer and your own text when you run the notebook (the widget needs a live kernel;
+# the heat maps above are its static version):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -210,55 +399,85 @@ viz.routing_explorer(tiny, vocab, {"English": "The train left the station at eig
                                    "arithmetic": "12 + 30 = 42\n7 * 8 = 56\n"})
 
 # %% [markdown]
-# ## 6. What did the experts learn?
-# For each layer: the two experts each kind uses most, and how concentrated that is (with 16
-# experts and 2 choices, a router that ignored the text would give each expert 12.5 % of tokens).
+# One more comparison. Training added a load-balancing loss (notebook 06b) that should keep any
+# one expert from taking too many tokens. Does the trained router spread the load more evenly than
+# untrained ones? The measure: the fraction of all held-out tokens (the four kinds pooled) that
+# choose the busiest expert; an even spread would give 2/16 = 12.5 %.
 
 # %%
-for l in range(len(tiny.layers)):
-    row = []
-    for kind, ids in held_out.items():
-        share = (viz.routing(tiny, torch.tensor([ids]))[l] > 0).float().mean(0)
-        top = share.topk(2)
-        row.append(f"{kind} → {top.indices[0].item()} ({top.values[0]:.0%}), {top.indices[1].item()} ({top.values[1]:.0%})")
-    print(f"layer {l}: " + ";  ".join(row))
+def busiest(shares):
+    return float(torch.stack(list(shares.values())).mean(0).max())
 
-# %%
-share_l1 = {kind: (m > 0).float().mean(0) for kind, m in maps.items()}
-for kind in KINDS:
-    favourite = int(share_l1[kind].argmax())
-    tokens = [p for p, w in zip(vocab.pieces(held_out[kind]), maps[kind][:, favourite]) if w > 0][:12]
-    print(f"layer {layer}, expert {favourite:>2} (favourite of {kind}): {tokens}")
+for layer in range(len(tiny.layers)):
+    base = [busiest(b[layer]) for b in baseline_shares]
+    print(f"layer {layer}: busiest expert takes {busiest(trained_shares[layer]):.0%} of tokens (trained router); "
+          f"{min(base):.0%}–{max(base):.0%} (untrained routers)")
 
 # %% [markdown]
-# **What we see.** Every kind of text has favourite experts that take 30–63 % of its tokens, far
-# above the 12.5 % of a router that ignored its input. In layer 1 French goes to experts 4 and 1,
-# arithmetic to 15 and 5 (expert 15 takes digits, spaces and operators), while English prose and
-# Python share expert 8 (Latin-script words, punctuation, newlines) and part ways on their second
-# choice (4 for English, 6 for Python). Experts are reused across kinds in other layers (expert 8
-# serves English and French in layer 3). Nobody told the router about languages; the split comes
-# from the language-model loss plus the load-balancing loss.
+# ## 7. What survives the baseline
+# - **The model learned.** Every held-out loss is well below the uniform guess: 1.4–1.5 nats
+#   for English and French prose (perplexity near 1,000 instead of 4,217), more for Python, and
+#   arithmetic is nearly predictable. That is still a weak language model — it has seen a few
+#   thousand tokens of each language — but it is no longer guessing.
+# - **"Each language has favourite experts" is not, by itself, something the router learned.** An
+#   untrained router on the same model already gives each kind its favourites, because the kinds
+#   use different tokens and a router is a deterministic function of its input. In layers 0–2 the
+#   trained routers carry no more information about the kind of text than the five untrained ones
+#   (their values fall inside the untrained range). Only in the last layer (3) does the trained
+#   router clearly exceed every untrained one (about 1.2 bits against at most 1.0).
+# - **The trained routers share the load more evenly in layers 2 and 3**: there the busiest expert
+#   takes about a quarter of the tokens, against a third or more with every untrained router. That
+#   is what the load-balancing loss asks for. In layer 1 the trained router sits at the low end of
+#   the untrained range, and in layer 0 inside it, so there the difference could be chance.
+# - What we do **not** claim: that an expert "is" the French expert or the digits expert. With
+#   this little training, which expert a kind prefers in layers 0–2 says more about the random
+#   starting point than about learning; the heat maps above are worth reading as pictures of
+#   routing, not as evidence of specialisation.
+#
+# ## References
+# - Shazeer et al., [*Outrageously Large Neural Networks: The Sparsely-Gated Mixture-of-Experts Layer*](https://arxiv.org/abs/1701.06538), 2017: conditional computation, top-k gating, a balancing loss.
+# - Lepikhin et al., [*GShard: Scaling Giant Models with Conditional Computation and Automatic Sharding*](https://arxiv.org/abs/2006.16668), 2020: experts in every other transformer layer, top-2.
+# - Fedus, Zoph and Shazeer, [*Switch Transformers*](https://arxiv.org/abs/2101.03961), 2021: top-1 routing and the load-balancing loss used to train the tiny MoE here.
+# - Jiang et al., [*Mixtral of Experts*](https://arxiv.org/abs/2401.04088), 2024: a widely used open MoE decoder (8 experts, top-2).
+# - Google, [Gemma 4 model card](https://ai.google.dev/gemma/docs/core/model_card_4): 26B-A4B, 25.2B stored and 3.8B active parameters.
 #
 # ## Exercises
 # Solutions: `../solutions/07_mixture_of_experts.py`.
 #
-# **Exercise 7.1** — Write `top_k_weights(probs, k, per_expert_scale)`: the router's last three
-# steps (top k, renormalise, per-expert scale); return `(weights, index)`.
+# **Exercise 7.1 — grouped dispatch on a toy batch.** Write `dispatch_plan(index, num_experts)`:
+# for each expert, the list of tokens it processes, in the order grouped dispatch runs them
+# (`index` is `(N, k)`; a token that chose an expert twice would appear twice). For the 6-token
+# example above the answer is `[[0, 2, 4], [1, 3], [0, 1, 3, 5], [2, 4, 5]]`.
 
 # %%
-from checks import check_exercise_7_1, check_exercise_7_2
+from checks import check_exercise_7_1, check_exercise_7_2, check_exercise_7_3
 
-def top_k_weights(probs, k, per_expert_scale):
+def dispatch_plan(index, num_experts):
     raise NotImplementedError  # your code here
 
-check_exercise_7_1(top_k_weights)
+check_exercise_7_1(dispatch_plan)
 
 # %% [markdown]
-# **Exercise 7.2** — Write `tokens_per_expert(index, num_experts)`: how many (token, choice)
-# pairs each expert receives — the load histogram, as a list of ints.
+# **Exercise 7.2 — fold `per_expert_scale` into the experts.** Write
+# `fold_per_expert_scale(per_expert_scale, down_proj)` returning a new `down_proj (E, D, I)` such that
+# experts with it, fed the weights *before* the per-expert scale, give the same output as the
+# original experts fed the router's final weights. Which projection could you *not* fold it into,
+# and why? (Answer in the solutions.)
 
 # %%
-def tokens_per_expert(index, num_experts):
+def fold_per_expert_scale(per_expert_scale, down_proj):
     raise NotImplementedError  # your code here
 
-check_exercise_7_2(tokens_per_expert)
+check_exercise_7_2(fold_per_expert_scale)
+
+# %% [markdown]
+# **Exercise 7.3 — the load-balancing loss.** Write `balance_loss(index, probs, num_experts)` for
+# one layer: `E · Σ_e f_e · P_e`, where `f_e` is the fraction of the `(token, choice)` entries that
+# went to expert `e` and `P_e` the mean router probability of `e` over tokens. What is its value when
+# every expert gets the same share and the same mean probability? (Answer in the solutions.)
+
+# %%
+def balance_loss(index, probs, num_experts):
+    raise NotImplementedError  # your code here
+
+check_exercise_7_3(balance_loss)
