@@ -396,6 +396,24 @@ def check_exercise_7_2(fn):
     _ok("7.2")
 
 
+def check_exercise_7_3(fn):
+    """fn(index, probs, num_experts) -> the Switch-style load-balancing loss of one layer."""
+    from minigemma.train_tiny_moe import balance_loss
+
+    gen = torch.Generator().manual_seed(10)
+    for N, E, k in [(40, 8, 2), (7, 16, 4)]:
+        probs = torch.randn(N, E, generator=gen).softmax(-1)
+        index = probs.topk(k, dim=-1).indices
+        got = _attempt("7.3", fn, index, probs, E)
+        if got is None:
+            return
+        want = balance_loss([(None, index, probs)], E)
+        assert abs(float(got) - float(want)) < 1e-5, (f"N={N}, E={E}, k={k}: expected {float(want):.5f}, got "
+                                                      f"{float(got):.5f} (f_e: share of the N·k entries; P_e: mean "
+                                                      "probability over tokens; times E)")
+    _ok("7.3")
+
+
 # --- 08_vision -------------------------------------------------------------------------------
 
 
@@ -558,21 +576,3 @@ def check_exercise_11_2(fn):
         got = [bool(x) for x in got]
         assert got == want, f"min_p={min_p}: expected {want}, got {got} (keep p >= min_p * max p)"
     _ok("11.2")
-
-
-def check_exercise_7_3(fn):
-    """fn(index, probs, num_experts) -> the Switch-style load-balancing loss of one layer."""
-    from minigemma.train_tiny_moe import balance_loss
-
-    gen = torch.Generator().manual_seed(10)
-    for N, E, k in [(40, 8, 2), (7, 16, 4)]:
-        probs = torch.randn(N, E, generator=gen).softmax(-1)
-        index = probs.topk(k, dim=-1).indices
-        got = _attempt("7.3", fn, index, probs, E)
-        if got is None:
-            return
-        want = balance_loss([(None, index, probs)], E)
-        assert abs(float(got) - float(want)) < 1e-5, (f"N={N}, E={E}, k={k}: expected {float(want):.5f}, got "
-                                                      f"{float(got):.5f} (f_e: share of the N·k entries; P_e: mean "
-                                                      "probability over tokens; times E)")
-    _ok("7.3")

@@ -119,13 +119,21 @@ def test_training_exercises(capsys):
 
 def test_moe_exercises(capsys):
     s7 = solutions("07_mixture_of_experts")
-    checks.check_exercise_7_1(s7.top_k_weights)
-    checks.check_exercise_7_2(s7.tokens_per_expert)
-    assert capsys.readouterr().out.count("correct!") == 2
-    with pytest.raises(AssertionError, match="renormalise, then scale"):
-        checks.check_exercise_7_1(lambda p, k, s: (p.topk(k, -1).values, p.topk(k, -1).indices))
-    with pytest.raises(AssertionError, match="expected"):
-        checks.check_exercise_7_2(lambda index, e: [0] * e)
+    checks.check_exercise_7_1(s7.dispatch_plan)
+    checks.check_exercise_7_2(s7.fold_per_expert_scale)
+    checks.check_exercise_7_3(s7.balance_loss)
+    checks.check_exercise_7_1(stub)
+    out = capsys.readouterr().out
+    assert out.count("correct!") == 3 and "not attempted yet" in out
+    assert s7.dispatch_plan(torch.tensor([[2, 0], [1, 2], [0, 3], [2, 1], [3, 0], [2, 3]]), 4) == \
+        [[0, 2, 4], [1, 3], [0, 1, 3, 5], [2, 4, 5]]  # the worked example of notebook 07
+    with pytest.raises(AssertionError, match="expert 0 of 4 .*expected tokens"):  # entries, not tokens
+        checks.check_exercise_7_1(lambda index, E: [(index.reshape(-1) == e).nonzero()[:, 0].tolist() for e in range(E)])
+    with pytest.raises(AssertionError, match="linear in down_proj"):
+        checks.check_exercise_7_2(lambda s, down: down * s.mean())
+    with pytest.raises(AssertionError, match="expected .* got"):
+        checks.check_exercise_7_3(lambda index, probs, E: (torch.bincount(index.reshape(-1), minlength=E)
+                                                           / index.shape[0] * probs.mean(0)).sum() * E)
 
 
 def test_vision_exercises(capsys):
@@ -182,18 +190,3 @@ def test_chat_exercises(capsys):
         checks.check_exercise_11_2(lambda p, m: p > m)
     checks.check_exercise_11_1(stub)
     assert "not attempted" in capsys.readouterr().out
-    checks.check_exercise_7_1(s7.dispatch_plan)
-    checks.check_exercise_7_2(s7.fold_per_expert_scale)
-    checks.check_exercise_7_3(s7.balance_loss)
-    checks.check_exercise_7_1(stub)
-    out = capsys.readouterr().out
-    assert out.count("correct!") == 3 and "not attempted yet" in out
-    assert s7.dispatch_plan(torch.tensor([[2, 0], [1, 2], [0, 3], [2, 1], [3, 0], [2, 3]]), 4) == \
-        [[0, 2, 4], [1, 3], [0, 1, 3, 5], [2, 4, 5]]  # the worked example of notebook 07
-    with pytest.raises(AssertionError, match="expert 0 of 4 .*expected tokens"):  # entries, not tokens
-        checks.check_exercise_7_1(lambda index, E: [(index.reshape(-1) == e).nonzero()[:, 0].tolist() for e in range(E)])
-    with pytest.raises(AssertionError, match="linear in down_proj"):
-        checks.check_exercise_7_2(lambda s, down: down * s.mean())
-    with pytest.raises(AssertionError, match="expected .* got"):
-        checks.check_exercise_7_3(lambda index, probs, E: (torch.bincount(index.reshape(-1), minlength=E)
-                                                           / index.shape[0] * probs.mean(0)).sum() * E)
