@@ -19,6 +19,14 @@ from .multimodal import multimodal_prompt
 
 def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None) -> int:
     """logits: (vocab,) -> the chosen token id."""
+    probs = sampling_distribution(logits, temperature, top_k, top_p)
+    if probs is None:
+        return int(logits.argmax())
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def sampling_distribution(logits, temperature=0.0, top_k=None, top_p=None):
+    """logits: (vocab,) -> the probabilities a token is drawn from (vocab,), or None for greedy."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
@@ -26,7 +34,7 @@ def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None)
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if temperature == 0:
-        return int(logits.argmax())
+        return None
     logits = logits.float() / temperature
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
@@ -36,16 +44,18 @@ def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None)
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
         drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
         logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
-    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+    return logits.softmax(-1)
 
 
 @torch.no_grad()
 def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
-                 seed=None, stop_ids=None, images=None, videos=None, audio=None):
+                 seed=None, stop_ids=None, images=None, videos=None, audio=None, assistant=None,
+                 num_draft_tokens=None):
     """Yield new token ids one by one (stops at an id in ``stop_ids``, which is not yielded).
 
     ``images`` / ``videos`` / ``audio`` fill the prompt's placeholder tokens (``multimodal.py``);
-    they go into the prompt's forward pass only."""
+    they go into the prompt's forward pass only. ``assistant`` (with ``num_draft_tokens``, default
+    4) switches on speculative decoding (``speculative.py``): same text, fewer target passes."""
     prompt_ids = [int(i) for i in prompt_ids]
     context = model.config.max_position_embeddings
     if not prompt_ids:
@@ -56,6 +66,16 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=No
         raise ValueError(f"the prompt ({len(prompt_ids)} tokens) plus max_new_tokens ({max_new_tokens}) "
                          f"exceeds the model's context of {context}; ask for at most "
                          f"{context - len(prompt_ids)} new tokens")
+    if assistant is not None:
+        if images is not None or videos is not None or audio is not None:
+            raise ValueError("speculative decoding (assistant=...) takes text prompts only, not media")
+        from .speculative import speculative_ids  # imported here: speculative.py imports this module
+
+        yield from speculative_ids(model, prompt_ids, assistant, 4 if num_draft_tokens is None else num_draft_tokens,
+                                   max_new_tokens, temperature, top_k, top_p, seed, stop_ids)
+        return
+    if num_draft_tokens is not None:
+        raise ValueError("num_draft_tokens needs an assistant (assistant=...) to draft them")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     dtype = model.embed_tokens.weight.dtype
     cache = KVCache(model.config, batch=1, max_len=len(prompt_ids) + max_new_tokens, dtype=dtype)
@@ -72,7 +92,8 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=No
 
 
 def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None,
-                    top_p=None, seed=None, add_bos=True, images=None, videos=None, audio=None):
+                    top_p=None, seed=None, add_bos=True, images=None, videos=None, audio=None, assistant=None,
+                    num_draft_tokens=None):
     """Yield pieces of the completion text as they are generated.
 
     With media, a string ``prompt`` holds ``<image>`` / ``<video>`` / ``<audio>`` markers (one per
@@ -83,7 +104,8 @@ def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0
         prompt_ids = tokenizer.encode(prompt, add_bos=add_bos) if isinstance(prompt, str) else list(prompt)
     new, printed = [], ""
     for i in generate_ids(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed,
-                          stop_ids={tokenizer.eos_id}, images=images, videos=videos, audio=audio):
+                          stop_ids={tokenizer.eos_id}, images=images, videos=videos, audio=audio,
+                          assistant=assistant, num_draft_tokens=num_draft_tokens):
         new.append(i)
         text = tokenizer.decode(new)
         if not text.endswith("\ufffd"):  # an incomplete UTF-8 character waits for its next byte
@@ -95,13 +117,14 @@ def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0
 
 
 def generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
-             seed=None, add_bos=True, stream=None, images=None, videos=None, audio=None) -> str:
+             seed=None, add_bos=True, stream=None, images=None, videos=None, audio=None, assistant=None,
+             num_draft_tokens=None) -> str:
     """Return the completion of ``prompt`` (a string, or a list of ids); ``stream(text)`` is
     called with each new piece as it comes, e.g. ``stream=print``-like callables. Media: see
-    ``stream_generate``."""
+    ``stream_generate``. Speculative decoding: ``assistant=`` and ``num_draft_tokens=`` (``generate_ids``)."""
     pieces = []
     for piece in stream_generate(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
-                                 seed, add_bos, images, videos, audio):
+                                 seed, add_bos, images, videos, audio, assistant, num_draft_tokens):
         pieces.append(piece)
         if stream is not None:
             stream(piece)
