@@ -100,3 +100,16 @@ def test_moe_exercises(capsys):
         checks.check_exercise_7_1(lambda p, k, s: (p.topk(k, -1).values, p.topk(k, -1).indices))
     with pytest.raises(AssertionError, match="expected"):
         checks.check_exercise_7_2(lambda index, e: [0] * e)
+
+
+def test_speculative_decoding_exercises(capsys):
+    s13 = solutions("13_speculative_decoding")
+    checks.check_exercise_13_1(s13.expected_tokens)
+    checks.check_exercise_13_2(s13.greedy_accept)
+    assert capsys.readouterr().out.count("correct!") == 2
+    checks.check_exercise_13_1(stub)
+    assert "not attempted yet" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="mind α = 1"):
+        checks.check_exercise_13_1(lambda a, k: (1 - a ** (k + 1)) / (1 - a) if a != 1 else 0.0)
+    with pytest.raises(AssertionError, match=r"expected \(accepted, next\)"):
+        checks.check_exercise_13_2(lambda choices, drafts: (len(drafts), choices[-1]))
