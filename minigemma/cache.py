@@ -68,6 +68,21 @@ class LayerCache:
         self.pos[slots] = positions[-n:]
         self.filled = min(self.size, self.filled + v.shape[2])
 
+    def save(self, positions):
+        """What writing ``positions`` (T,) will overwrite: the slots, their K/V and positions, ``filled``."""
+        slots = positions % self.size
+        k = self.k[:, :, slots].clone() if self.k is not None else None  # None: a values-only cache
+        return slots, k, self.v[:, :, slots].clone(), self.pos[slots].clone(), self.filled
+
+    def restore(self, saved, keep):
+        """Undo the writes of all but the first ``keep`` of the saved positions."""
+        slots, k, v, pos, filled = saved
+        if k is not None:
+            self.k[:, :, slots[keep:]] = k[:, :, keep:]
+        self.v[:, :, slots[keep:]] = v[:, :, keep:]
+        self.pos[slots[keep:]] = pos[keep:]
+        self.filled = min(self.size, filled + keep)
+
     @property
     def nbytes(self):
         return sum(t.numel() * t.element_size() for t in (self.k, self.v) if t is not None)
@@ -100,6 +115,29 @@ class KVCache:
                 self.key_ropes[config.layer_types[i]] = key_rope  # one table for all such layers
             self.layers.append(LayerCache(batch, config.kv_heads_of(i), size, config.head_dim_of(i), dtype, device,
                                           key_rope))
+
+    def checkpoint(self, n: int):
+        """Remember what the next ``n`` tokens will overwrite, so that ``rollback`` can forget them.
+
+        Speculative decoding writes ``n`` guessed tokens, then keeps only a prefix of them. In a
+        ring buffer the guesses overwrite older keys that later tokens still need, so those slots
+        are saved here (``n`` slots per layer: a small copy). ``n`` must fit in every ring."""
+        smallest = min(layer.size for layer in self.layers if layer is not None)
+        if n > smallest:
+            raise ValueError(f"cannot take back {n} tokens: the smallest ring buffer holds {smallest} positions")
+        positions = torch.arange(self.seen, self.seen + n, device=self.blocks.device)  # (n,)
+        return self.seen, self.blocks[self.seen:self.seen + n].clone(), [
+            layer.save(positions) if layer is not None else None for layer in self.layers]
+
+    def rollback(self, checkpoint, keep: int):
+        """Forget every token written since ``checkpoint`` except the first ``keep``: afterwards the
+        cache equals one that only ever saw those ``keep`` tokens."""
+        seen, blocks, saved = checkpoint
+        for layer, s in zip(self.layers, saved):
+            if layer is not None:
+                layer.restore(s, keep)
+        self.blocks[seen + keep:seen + len(blocks)] = blocks[keep:]
+        self.seen = seen + keep
 
     @property
     def nbytes(self):

@@ -109,13 +109,15 @@ class Gemma(nn.Module):
         return self.embed_tokens(input_ids) * scale
 
     def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, images=None, videos=None,
-                audio=None):
+                audio=None, return_hidden=False):
         """(B, T) ids and/or (B, T, D) embeddings -> (B, T, vocab) logits ((B, 1, vocab) if last_only).
 
         With a ``cache``, the tokens continue where the cache stopped and their K/V are stored.
         PLE models need ``input_ids`` even when ``inputs_embeds`` replace the token embeddings.
         ``images`` / ``videos`` / ``audio`` (see ``multimodal.soft_tokens``) fill the placeholder tokens
         of ``input_ids``; pass them with the chunk that holds those placeholders.
+        ``return_hidden=True`` also returns the final normed hidden states (B, T, D), which an MTP
+        drafter reads (``mtp.py``): ``(logits, hidden)``.
         """
         cfg = self.config
         ids_for_ple = input_ids
@@ -171,8 +173,9 @@ class Gemma(nn.Module):
             cache.seen += T
         if last_only:
             x = x[:, -1:]  # (B, 1, D): generation only needs the next-token logits
-        logits = F.linear(self.norm(x), self.embed_tokens.weight)  # (B, T, vocab): tied head
+        hidden = self.norm(x)  # (B, T, D)
+        logits = F.linear(hidden, self.embed_tokens.weight)  # (B, T, vocab): tied head
         if cfg.final_logit_softcapping:
             cap = cfg.final_logit_softcapping
             logits = cap * torch.tanh(logits / cap)
-        return logits
+        return (logits, hidden) if return_hidden else logits

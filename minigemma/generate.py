@@ -29,6 +29,14 @@ from .multimodal import multimodal_prompt
 
 def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None, min_p=None, allowed=None) -> int:
     """logits: (vocab,) -> the chosen token id. ``allowed``: optional (vocab,) bool mask."""
+    probs = sampling_distribution(logits, temperature, top_k, top_p, min_p, allowed)
+    if probs is None:
+        return int((logits if allowed is None else logits.masked_fill(~allowed, float("-inf"))).argmax())
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def sampling_distribution(logits, temperature=0.0, top_k=None, top_p=None, min_p=None, allowed=None):
+    """logits: (vocab,) -> the probabilities a token is drawn from (vocab,), or None for greedy."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and top_k < 1:
@@ -40,7 +48,7 @@ def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None,
     if allowed is not None:
         logits = logits.masked_fill(~allowed, float("-inf"))
     if temperature == 0:
-        return int(logits.argmax())
+        return None
     logits = logits.float() / temperature
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
@@ -52,7 +60,7 @@ def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None,
         logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
     if min_p is not None:  # keep tokens with p >= min_p * p_max, i.e. logit >= max + log(min_p)
         logits = logits.masked_fill(logits < logits.max() + math.log(max(min_p, 1e-45)), float("-inf"))
-    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))
+    return logits.softmax(-1)
 
 
 def default_stop_ids(tokenizer) -> set:
@@ -67,13 +75,15 @@ def default_stop_ids(tokenizer) -> set:
 
 @torch.no_grad()
 def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
-                 seed=None, stop_ids=None, min_p=None, constraint=None, images=None, videos=None, audio=None):
+                 seed=None, stop_ids=None, min_p=None, constraint=None, images=None, videos=None, audio=None,
+                 assistant=None, num_draft_tokens=None):
     """Yield new token ids one by one (stops at an id in ``stop_ids``, which is not yielded).
 
     ``constraint``: an object with ``allowed() -> (vocab,) bool tensor``, ``advance(id)`` and
     ``done``; generation stops (without a stop id) as soon as the constraint is ``done``.
     ``images`` / ``videos`` / ``audio`` fill the prompt's placeholder tokens (``multimodal.py``);
-    they go into the prompt's forward pass only.
+    they go into the prompt's forward pass only. ``assistant`` (with ``num_draft_tokens``, default
+    4) switches on speculative decoding (``speculative.py``): same text, fewer target passes.
     """
     prompt_ids = [int(i) for i in prompt_ids]
     context = model.config.max_position_embeddings
@@ -85,6 +95,18 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=No
         raise ValueError(f"the prompt ({len(prompt_ids)} tokens) plus max_new_tokens ({max_new_tokens}) "
                          f"exceeds the model's context of {context}; ask for at most "
                          f"{context - len(prompt_ids)} new tokens")
+    if assistant is not None:
+        if images is not None or videos is not None or audio is not None:
+            raise ValueError("speculative decoding (assistant=...) takes text prompts only, not media")
+        if constraint is not None:
+            raise ValueError("speculative decoding (assistant=...) cannot be combined with a constraint (json_schema)")
+        from .speculative import speculative_ids  # imported here: speculative.py imports this module
+
+        yield from speculative_ids(model, prompt_ids, assistant, 4 if num_draft_tokens is None else num_draft_tokens,
+                                   max_new_tokens, temperature, top_k, top_p, seed, stop_ids, min_p=min_p)
+        return
+    if num_draft_tokens is not None:
+        raise ValueError("num_draft_tokens needs an assistant (assistant=...) to draft them")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     dtype = model.embed_tokens.weight.dtype
     cache = KVCache(model.config, batch=1, max_len=len(prompt_ids) + max_new_tokens, dtype=dtype)
@@ -117,7 +139,8 @@ def _held_back(text, stops):
 
 def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None,
                     top_p=None, seed=None, add_bos=True, min_p=None, stop=None, stop_ids=None,
-                    json_schema=None, images=None, videos=None, audio=None):
+                    json_schema=None, images=None, videos=None, audio=None, assistant=None,
+                    num_draft_tokens=None):
     """Yield pieces of the completion text as they are generated.
 
     ``stop``: strings that end the completion (not included); text that might be the start of one
@@ -144,7 +167,8 @@ def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0
     new, printed = [], ""
     for i in generate_ids(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed,
                           stop_ids=stop_ids, min_p=min_p, constraint=constraint,
-                          images=images, videos=videos, audio=audio):
+                          images=images, videos=videos, audio=audio,
+                          assistant=assistant, num_draft_tokens=num_draft_tokens):
         new.append(i)
         text = tokenizer.decode(new)
         hits = [text.find(s, max(0, len(printed) - len(s))) for s in stops]
@@ -167,15 +191,18 @@ def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0
 
 def generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
              seed=None, add_bos=True, stream=None, min_p=None, stop=None, stop_ids=None,
-             json_schema=None, images=None, videos=None, audio=None) -> str:
+             json_schema=None, images=None, videos=None, audio=None, assistant=None,
+             num_draft_tokens=None) -> str:
     """Return the completion of ``prompt`` (a string, or a list of ids); ``stream(text)`` is
     called with each new piece as it comes, e.g. ``stream=print``-like callables.
     With ``json_schema`` the result is JSON text valid for the schema (``json.loads`` it).
-    Media: see ``stream_generate``."""
+    Media: see ``stream_generate``. Speculative decoding: ``assistant=`` and
+    ``num_draft_tokens=`` (``generate_ids``)."""
     pieces = []
     for piece in stream_generate(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
                                  seed, add_bos, min_p=min_p, stop=stop, stop_ids=stop_ids,
-                                 json_schema=json_schema, images=images, videos=videos, audio=audio):
+                                 json_schema=json_schema, images=images, videos=videos, audio=audio,
+                                 assistant=assistant, num_draft_tokens=num_draft_tokens):
         pieces.append(piece)
         if stream is not None:
             stream(piece)

@@ -18,6 +18,7 @@ from .audio import AudioConfig
 from .config import TextConfig
 from .decoder import Gemma
 from .gguf import GGUFFile
+from .mtp import Drafter, DrafterConfig, drafter_expected_keys
 from .tokenizer import Tokenizer
 from .vision import VisionConfig
 
@@ -86,11 +87,16 @@ def load(source="gemma3-270m", dtype=torch.float32, progress=True):
 
     ``source``: the alias ``"gemma3-270m"``, a ``.gguf`` file, or a Hugging Face directory with
     ``config.json``, ``model.safetensors`` (or a sharded index) and ``tokenizer.json``.
+    A Gemma 4 assistant directory (``gemma4_assistant``) gives the MTP drafter (``mtp.py``) and its
+    directory's tokenizer, or ``None`` if it has no ``tokenizer.json`` (it shares the target's).
     """
     path = resolve(source)
     towers = {}  # vision_config / audio_config of a multimodal checkpoint
     if path.is_dir():
         config, state, towers = read_hf_directory(path, progress)
+        if isinstance(config, DrafterConfig):
+            has_tokenizer = (path / "tokenizer.json").exists()
+            return build_model(config, state, dtype), Tokenizer.from_file(path / "tokenizer.json") if has_tokenizer else None
         tokenizer = Tokenizer.from_file(path / "tokenizer.json")
     elif path.suffix == ".gguf":
         gguf = GGUFFile(path)
@@ -107,7 +113,9 @@ def load(source="gemma3-270m", dtype=torch.float32, progress=True):
 def expected_keys(config: TextConfig, vision_config=None, audio_config=None) -> dict:
     """Every tensor a checkpoint of this config must hold (our names = transformers' names without
     the leading ``model.`` / ``model.language_model.``), with its shape. Built on the ``meta``
-    device: no memory, even for the 31B."""
+    device: no memory, even for the 31B. A ``DrafterConfig`` gives the drafter's keys."""
+    if isinstance(config, DrafterConfig):
+        return drafter_expected_keys(config)
     with torch.device("meta"):
         model = Gemma(config, vision_config, audio_config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -126,9 +134,11 @@ def unused_by(config: TextConfig, key: str) -> bool:
 def build_model(config: TextConfig, state: dict, dtype=torch.float32, vision_config=None, audio_config=None) -> Gemma:
     """Check ``state`` against the model's own keys and shapes, then assign it (cast to ``dtype``)."""
     with torch.device("meta"):
-        model = Gemma(config, vision_config, audio_config)
+        model = Drafter(config) if isinstance(config, DrafterConfig) else Gemma(config, vision_config, audio_config)
     check_state_dict(model, state)
-    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+    # floats take the requested dtype; integer tensors (the drafter's token ordering) stay integers
+    model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, strict=True,
+                          assign=True)
     return model.eval()
 
 
@@ -180,9 +190,11 @@ def read_hf_directory(path, progress=True):
     if not cfg_file.exists():
         raise FileNotFoundError(f"{path}: no config.json")
     raw = json.loads(cfg_file.read_text())
-    config = TextConfig.from_dict(raw)
+    assistant = raw.get("model_type") == "gemma4_assistant"  # an MTP drafter (mtp.py)
+    config = DrafterConfig.from_dict(raw) if assistant else TextConfig.from_dict(raw)
+    text_config = config.text_config if assistant else config
     towers = {"vision_config": None, "audio_config": None}
-    if config.is_gemma4:  # Gemma 3's vision_config describes a SigLIP tower, which we skip
+    if text_config.is_gemma4 and not assistant:  # Gemma 3's vision_config describes a SigLIP tower, which we skip
         towers = {"vision_config": VisionConfig.from_dict(raw["vision_config"]) if raw.get("vision_config") else None,
                   "audio_config": AudioConfig.from_dict(raw["audio_config"]) if raw.get("audio_config") else None}
     index = path / "model.safetensors.index.json"
@@ -200,11 +212,11 @@ def read_hf_directory(path, progress=True):
             names += [(fname, k) for k in sf.keys()]
     for part, prefixes in HF_TOWER_PREFIXES.items():
         tower_keys = [k for _, k in names if k.startswith(prefixes)]
-        if config.is_gemma4 and tower_keys and towers[part] is None:
+        if text_config.is_gemma4 and tower_keys and towers[part] is None:
             raise CheckpointError(f"{path}: the checkpoint holds {len(tower_keys)} {part[:-7]} tensors (e.g. "
                                   f"{tower_keys[0]}) but its config.json has no {part} to build the {part[:-7]} "
                                   "tower from")
-    skipped_prefixes = () if config.is_gemma4 else HF_GEMMA3_SKIPPED
+    skipped_prefixes = () if text_config.is_gemma4 else HF_GEMMA3_SKIPPED
     state, skipped, unused = {}, [], []
     handles = {}
     for fname, key in _bar(names, progress, "loading"):
@@ -214,7 +226,7 @@ def read_hf_directory(path, progress=True):
         if key == "lm_head.weight":  # tied to the embedding; some exporters still write it
             continue
         ours = next((key[len(p):] for p in HF_TEXT_PREFIXES if key.startswith(p)), key)
-        if unused_by(config, ours):
+        if unused_by(text_config, ours):
             unused.append(key)
             continue
         if fname not in handles:

@@ -576,3 +576,38 @@ def check_exercise_11_2(fn):
         got = [bool(x) for x in got]
         assert got == want, f"min_p={min_p}: expected {want}, got {got} (keep p >= min_p * max p)"
     _ok("11.2")
+
+
+# --- 13_speculative_decoding -----------------------------------------------------------------
+
+
+def check_exercise_13_1(fn):
+    """fn(alpha, k) -> expected tokens per target pass when each draft is accepted with probability alpha."""
+    cases = [(0.0, 4), (0.5, 1), (0.8, 4), (0.9, 8), (1.0, 3), (0.3, 0)]
+    for alpha, k in cases:
+        got = _attempt("13.1", fn, alpha, k)
+        if got is None:
+            return
+        want = k + 1.0 if alpha == 1 else (1 - alpha ** (k + 1)) / (1 - alpha)  # 1 + α + ... + α^k
+        assert abs(float(got) - want) < 1e-9, (f"alpha={alpha}, k={k}: expected {want:.6f}, got {got} "
+                                               "(the sum 1 + α + α² + ... + α^k; mind α = 1)")
+    _ok("13.1")
+
+
+def check_exercise_13_2(fn):
+    """fn(target_choices, drafts) -> (accepted, next_token) for greedy verification."""
+    from minigemma.speculative import Sampling, verify
+
+    gen = torch.Generator().manual_seed(13)
+    for trial in range(30):
+        k = int(torch.randint(1, 6, (1,), generator=gen))
+        logits = torch.randn(k + 1, 20, generator=gen)
+        choices = logits.argmax(-1).tolist()
+        drafts = [c if torch.rand(1, generator=gen) < 0.7 else (c + 1) % 20 for c in choices[:k]]
+        got = _attempt("13.2", fn, choices, drafts)
+        if got is None:
+            return
+        want = verify(logits, drafts, [None] * k, Sampling())
+        assert tuple(got) == want, (f"target choices {choices}, drafts {drafts}: expected (accepted, next) = "
+                                    f"{want}, got {tuple(got)}")
+    _ok("13.2")

@@ -190,3 +190,16 @@ def test_chat_exercises(capsys):
         checks.check_exercise_11_2(lambda p, m: p > m)
     checks.check_exercise_11_1(stub)
     assert "not attempted" in capsys.readouterr().out
+
+
+def test_speculative_decoding_exercises(capsys):
+    s13 = solutions("13_speculative_decoding")
+    checks.check_exercise_13_1(s13.expected_tokens)
+    checks.check_exercise_13_2(s13.greedy_accept)
+    assert capsys.readouterr().out.count("correct!") == 2
+    checks.check_exercise_13_1(stub)
+    assert "not attempted yet" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="mind α = 1"):
+        checks.check_exercise_13_1(lambda a, k: (1 - a ** (k + 1)) / (1 - a) if a != 1 else 0.0)
+    with pytest.raises(AssertionError, match=r"expected \(accepted, next\)"):
+        checks.check_exercise_13_2(lambda choices, drafts: (len(drafts), choices[-1]))
