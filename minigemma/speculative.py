@@ -71,6 +71,16 @@ class Stats:
         return (self.accepted + len(self.rounds)) / max(len(self.rounds), 1)
 
 
+def cached_kv(target: Gemma, cache: KVCache, j: int):
+    """Layer j's cached keys, values and positions: (B, K, S, hd) twice and (S,). A values-only cache
+    (keys-as-values layers, ``cache.py``) keeps no keys: they are rebuilt from the values."""
+    layer, n = cache.layers[j], cache.layers[j].filled
+    v, pos = layer.v[:, :, :n], layer.pos[:n]
+    if layer.k is not None:
+        return layer.k[:, :, :n], v, pos
+    return target.layers[j].self_attn.keys_from_values(v, *(t[:n] for t in layer.key_rope)), v, pos
+
+
 class MTPDrafting:
     """Drafts with a Gemma 4 assistant: it reads the target's hidden state and cached K/V (``mtp.py``)."""
 
@@ -87,10 +97,7 @@ class MTPDrafting:
         target's state that chose it -> k drafts and their distributions (None when greedy)."""
         kv = {}
         for typ, j in self.producers.items():
-            layer, n = cache.layers[j], cache.layers[j].filled
-            k = layer.k[:, :, :n] if layer.k is not None else self.target.layers[j].self_attn.keys_from_values(
-                layer.v[:, :, :n], *(t[:n] for t in layer.key_rope))  # a values-only cache: keys rebuilt
-            kv[typ] = (k, layer.v[:, :, :n], layer.pos[:n])
+            kv[typ] = cached_kv(self.target, cache, j)
         position, token = len(ids) - 1, ids[-1]
         drafts, dists = [], []
         for _ in range(k):
