@@ -53,7 +53,7 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=No
                          f"exceeds the model's context of {context}; ask for at most "
                          f"{context - len(prompt_ids)} new tokens")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    dtype = model.embed_tokens.weight.dtype
+    dtype = model.dtype
     cache = KVCache(model.config, batch=1, max_len=len(prompt_ids) + max_new_tokens, dtype=dtype)
     ids = torch.tensor([prompt_ids])  # (1, T)
     for _ in range(max_new_tokens):

