@@ -100,3 +100,16 @@ def test_moe_exercises(capsys):
         checks.check_exercise_7_1(lambda p, k, s: (p.topk(k, -1).values, p.topk(k, -1).indices))
     with pytest.raises(AssertionError, match="expected"):
         checks.check_exercise_7_2(lambda index, e: [0] * e)
+
+
+def test_quantisation_exercises(capsys):
+    s12 = solutions("12_quantisation_and_speed")
+    checks.check_exercise_12_1(s12.int8_per_row)
+    checks.check_exercise_12_2(s12.decode_step_limit)
+    assert capsys.readouterr().out.count("correct!") == 2
+    checks.check_exercise_12_1(stub)
+    assert "not attempted" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="scales differ"):
+        checks.check_exercise_12_1(lambda w: (torch.zeros_like(w, dtype=torch.int8), w.abs().amax(1) / 255))
+    with pytest.raises(AssertionError, match="expected 37.31 tokens/s"):
+        checks.check_exercise_12_2(lambda b, bw: b / bw)
