@@ -87,8 +87,8 @@ def test_quantised_model_equals_float_model_of_its_dequantised_weights(checkpoin
     model, tok = minigemma.load(checkpoint, dtype=dtype, progress=False, quantize=mode)
     float_model, _ = minigemma.load(checkpoint, progress=False)
     kinds = {type(m) for m in model.modules()}
-    assert Int8Linear in kinds and QuantEmbedding in kinds and nn_linear_count(model) == router_count(model)
-    assert (Int4Linear in kinds) == (mode != "int8")
+    assert QuantEmbedding in kinds and nn_linear_count(model) == router_count(model)  # only routers stay float
+    assert (Int4Linear in kinds) == (mode != "int8") and (Int8Linear in kinds) == (mode != "int4-all")
     reference = build_model(model.config, dequantized_copy_state(model), torch.float32)
     ids = torch.tensor([tok.encode("The quick brown fox jumps over the lazy dog, again and again.", add_bos=True)])
     got, want, orig = model(ids).float(), reference(ids), float_model(ids)
