@@ -97,7 +97,7 @@ def test_quantised_model_equals_float_model_of_its_dequantised_weights(checkpoin
     scale = want.abs().max()
     assert (got - want).abs().max() <= (1e-4 if dtype == torch.float32 else 1e-1) * scale  # rounding only
     if mode == "int8" and dtype == torch.float32:  # int8 itself barely moves the logits (int4's cost: real model)
-        assert (want - orig).pow(2).mean().sqrt() <= 0.05 * orig.pow(2).mean().sqrt()  # RMS: within 5 %
+        assert (want - orig).pow(2).mean().sqrt() <= 0.1 * orig.pow(2).mean().sqrt()  # RMS: within 10 %
     if dtype != torch.float32:  # in bf16, cached and full passes round differently: near-ties may flip
         return
     # the decoding path (cache, one token at a time) gives the same greedy tokens as the full forward
