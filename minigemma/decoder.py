@@ -100,12 +100,24 @@ class Gemma(nn.Module):
             self.embed_audio = MultimodalEmbedder(audio_config.output_proj_dims, config.hidden_size,
                                                   audio_config.rms_norm_eps)
 
+    @property
+    def dtype(self):
+        """The dtype of the activations (the norms', as quantised layers store integers)."""
+        return self.norm.weight.dtype
+
+    def head(self, x):
+        """(..., D) -> (..., vocab): the tied output head, the embedding matrix read backwards
+        (a quantised embedding, see ``quantize.py``, brings its own packed product)."""
+        if hasattr(self.embed_tokens, "as_head"):
+            return self.embed_tokens.as_head(x)
+        return F.linear(x, self.embed_tokens.weight)
+
     def embed(self, input_ids):
         """(B, T) ids -> (B, T, D) scaled embeddings; raises on ids outside the vocabulary."""
         if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
             bad = input_ids[(input_ids < 0) | (input_ids >= self.config.vocab_size)][0].item()
             raise ValueError(f"token id {bad} is outside the vocabulary (0..{self.config.vocab_size - 1})")
-        scale = torch.tensor(self.config.hidden_size ** 0.5, dtype=self.embed_tokens.weight.dtype)
+        scale = torch.tensor(self.config.hidden_size ** 0.5, dtype=self.dtype)
         return self.embed_tokens(input_ids) * scale
 
     def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, images=None, videos=None,
@@ -174,7 +186,7 @@ class Gemma(nn.Module):
         if last_only:
             x = x[:, -1:]  # (B, 1, D): generation only needs the next-token logits
         hidden = self.norm(x)  # (B, T, D)
-        logits = F.linear(hidden, self.embed_tokens.weight)  # (B, T, vocab): tied head
+        logits = self.head(hidden)  # (B, T, vocab): tied head
         if cfg.final_logit_softcapping:
             cap = cfg.final_logit_softcapping
             logits = cap * torch.tanh(logits / cap)

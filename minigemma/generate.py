@@ -108,7 +108,7 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=No
     if num_draft_tokens is not None:
         raise ValueError("num_draft_tokens needs an assistant (assistant=...) to draft them")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    dtype = model.embed_tokens.weight.dtype
+    dtype = model.dtype
     cache = KVCache(model.config, batch=1, max_len=len(prompt_ids) + max_new_tokens, dtype=dtype)
     ids = torch.tensor([prompt_ids])  # (1, T)
     media = dict(images=images, videos=videos, audio=audio)

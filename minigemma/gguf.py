@@ -148,10 +148,15 @@ def _q8_0(raw, n):  # block of 32: d (f16), 32 × int8
     return _f16(raw, 0, 2) * raw[:, 2:].view(np.int8).astype(np.float32)
 
 
-def _q4_0(raw, n):  # block of 32: d (f16), 16 bytes of nibbles; low nibbles are values 0..15
+def q4_0_parts(raw):
+    """Q4_0 blocks (n, 18) -> codes (n, 32) in 0..15, scale (n, 1), low (n, 1): value = scale·code + low."""
     d, qs = _f16(raw, 0, 2), raw[:, 2:]
-    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8
-    return d * q
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=1), d, -8 * d  # low nibbles are values 0..15
+
+
+def _q4_0(raw, n):  # block of 32: d (f16), 16 bytes of nibbles
+    q, scale, low = q4_0_parts(raw)
+    return scale * q + low
 
 
 def _q5_0(raw, n):  # block of 32: d (f16), qh (32 high bits), qs (16 bytes of nibbles)
@@ -171,12 +176,21 @@ def _k_scales(scales):
     return sc.astype(np.float32), mn.astype(np.float32)
 
 
-def _q4_k(raw, n):  # super-block of 256 = 8 sub-blocks of 32: d, dmin (f16), 12 scale bytes, 128 bytes
+def q4_k_parts(raw):
+    """Q4_K super-blocks (n, 144) -> codes (n, 256) in 0..15, scale (n, 8), low (n, 8), one per
+    sub-block of 32: value = scale·code + low. An affine map of 4-bit integers per 32 values --
+    exactly the group-32 int4 format of ``quantize.py``."""
+    n = raw.shape[0]
     d, dmin = _f16(raw, 0, 2), _f16(raw, 2, 4)
     sc, mn = _k_scales(raw[:, 4:16])
     qs = raw[:, 16:144].reshape(n, 4, 32)  # 4 chunks of 64 values, each packed in 32 bytes
-    q = np.stack([qs & 0x0F, qs >> 4], axis=2).reshape(n, 8, 32)  # sub-block 2i: low, 2i+1: high
-    out = (d * sc)[:, :, None] * q - (dmin * mn)[:, :, None]  # (n, 8, 32)
+    q = np.stack([qs & 0x0F, qs >> 4], axis=2).reshape(n, 256)  # sub-block 2i: low, 2i+1: high
+    return q, d * sc, -(dmin * mn)
+
+
+def _q4_k(raw, n):  # super-block of 256 = 8 sub-blocks of 32: d, dmin (f16), 12 scale bytes, 128 bytes
+    q, scale, low = q4_k_parts(raw)
+    out = scale[:, :, None] * q.reshape(n, 8, 32) + low[:, :, None]  # (n, 8, 32)
     return out.reshape(n, 256)
 
 

@@ -26,7 +26,7 @@ def per_layer_inputs(input_ids, inputs_embeds, table, projection, norm, num_laye
     B, T, D = inputs_embeds.shape
     context = projection(inputs_embeds) * D ** -0.5  # (B, T, layers * ple_dim)
     context = norm(context.view(B, T, num_layers, ple_dim))  # (B, T, L, P): normed per layer
-    scale = torch.tensor(ple_dim ** 0.5, dtype=table.weight.dtype)  # rounded in the weight dtype
+    scale = torch.tensor(ple_dim ** 0.5, dtype=inputs_embeds.dtype)  # rounded in the weight dtype
     token = (table(input_ids) * scale).view(B, T, num_layers, ple_dim)  # (B, T, L, P)
     return (context + token) * 2 ** -0.5
 

@@ -122,7 +122,7 @@ class ModelDrafting:
         self.model = model
 
     def start(self, max_len):
-        dtype = self.model.embed_tokens.weight.dtype
+        dtype = self.model.dtype
         self.cache = KVCache(self.model.config, batch=1, max_len=max_len, dtype=dtype)
 
     def propose(self, ids, hidden, cache, k, sampling):
@@ -214,7 +214,7 @@ def speculative_ids(target, prompt_ids, assistant, num_draft_tokens, max_new_tok
     sampling = Sampling(temperature, top_k, top_p, torch.Generator().manual_seed(seed) if seed is not None else None,
                         min_p)
     max_len = len(prompt_ids) + max_new_tokens
-    cache = KVCache(target.config, batch=1, max_len=max_len, dtype=target.embed_tokens.weight.dtype)
+    cache = KVCache(target.config, batch=1, max_len=max_len, dtype=target.dtype)
     smallest = min(layer.size for layer in cache.layers if layer is not None)
     if min(num_draft_tokens, max_new_tokens - 1) + 1 > smallest:
         raise ValueError(f"num_draft_tokens={num_draft_tokens}: a verification pass of {num_draft_tokens + 1} "

@@ -19,6 +19,7 @@ from .config import TextConfig
 from .decoder import Gemma
 from .gguf import GGUFFile
 from .mtp import Drafter, DrafterConfig, drafter_expected_keys
+from .quantize import check_quantize_args, quantize_model
 from .tokenizer import Tokenizer
 from .vision import VisionConfig
 
@@ -82,19 +83,25 @@ def resolve(source) -> Path:
     return path
 
 
-def load(source="gemma3-270m", dtype=torch.float32, progress=True):
+def load(source="gemma3-270m", dtype=torch.float32, progress=True, quantize=None, group_size=32):
     """Load a model and its tokenizer -> ``(model, tokenizer)``.
 
     ``source``: the alias ``"gemma3-270m"``, a ``.gguf`` file, or a Hugging Face directory with
     ``config.json``, ``model.safetensors`` (or a sharded index) and ``tokenizer.json``.
     A Gemma 4 assistant directory (``gemma4_assistant``) gives the MTP drafter (``mtp.py``) and its
     directory's tokenizer, or ``None`` if it has no ``tokenizer.json`` (it shares the target's).
+    ``quantize``: None, ``"int8"``, ``"int4"`` (mixed: see ``quantize.py``) or ``"int4-all"``;
+    ``group_size``: weights per int4 scale. Quantisation applies to the text decoder's layers.
     """
+    check_quantize_args(quantize, dtype, group_size)
     path = resolve(source)
     towers = {}  # vision_config / audio_config of a multimodal checkpoint
+    gguf = None
     if path.is_dir():
         config, state, towers = read_hf_directory(path, progress)
         if isinstance(config, DrafterConfig):
+            if quantize is not None:
+                raise ValueError("quantize= applies to a decoder model, not to a Gemma 4 assistant (MTP drafter)")
             has_tokenizer = (path / "tokenizer.json").exists()
             return build_model(config, state, dtype), Tokenizer.from_file(path / "tokenizer.json") if has_tokenizer else None
         tokenizer = Tokenizer.from_file(path / "tokenizer.json")
@@ -107,7 +114,11 @@ def load(source="gemma3-270m", dtype=torch.float32, progress=True):
     if tokenizer.vocab_size > config.vocab_size:  # fewer is fine: embeddings are often padded (262,208 rows)
         raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model's embedding only "
                               f"{config.vocab_size} rows: ids past {config.vocab_size - 1} would have no embedding")
-    return build_model(config, state, dtype, **towers), tokenizer
+    model = build_model(config, state, dtype, **towers)
+    if quantize is not None:
+        del state  # the float copy goes before the quantised one is built
+        quantize_model(model, quantize, group_size, gguf)
+    return model, tokenizer
 
 
 def expected_keys(config: TextConfig, vision_config=None, audio_config=None) -> dict:

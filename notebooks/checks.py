@@ -578,6 +578,35 @@ def check_exercise_11_2(fn):
     _ok("11.2")
 
 
+# --- 12_quantisation_and_speed ---------------------------------------------------------------
+
+
+def check_exercise_12_1(fn):
+    """fn(w) -> (q int8, scale) per output row, like minigemma.quantize.quantize_int8."""
+    from minigemma.quantize import quantize_int8
+
+    w = torch.randn(40, 96, generator=torch.Generator().manual_seed(12)) * torch.rand(40, 1) * 5
+    got = _attempt("12.1", fn, w)
+    if got is None:
+        return
+    q, scale = got
+    want_q, want_scale = quantize_int8(w)
+    assert q.dtype == torch.int8, f"the codes should be int8, got {q.dtype}"
+    torch.testing.assert_close(scale.float(), want_scale, msg=lambda m: f"scales differ (max |w| of the row / 127): {m}")
+    assert (q.int() - want_q.int()).abs().max() <= 1 and (q != want_q).float().mean() < 0.01, \
+        "codes differ: q = round(w / scale), clamped to -127..127"
+    _ok("12.1")
+
+
+def check_exercise_12_2(fn):
+    """fn(weight_bytes, bandwidth) -> tokens/s limit."""
+    got = _attempt("12.2", fn, 536e6, 20e9)
+    if got is None:
+        return
+    assert abs(float(got) - 20e9 / 536e6) < 1e-6, f"expected {20e9 / 536e6:.2f} tokens/s, got {got}"
+    _ok("12.2")
+
+
 # --- 13_speculative_decoding -----------------------------------------------------------------
 
 

@@ -203,3 +203,16 @@ def test_speculative_decoding_exercises(capsys):
         checks.check_exercise_13_1(lambda a, k: (1 - a ** (k + 1)) / (1 - a) if a != 1 else 0.0)
     with pytest.raises(AssertionError, match=r"expected \(accepted, next\)"):
         checks.check_exercise_13_2(lambda choices, drafts: (len(drafts), choices[-1]))
+
+
+def test_quantisation_exercises(capsys):
+    s12 = solutions("12_quantisation_and_speed")
+    checks.check_exercise_12_1(s12.int8_per_row)
+    checks.check_exercise_12_2(s12.decode_step_limit)
+    assert capsys.readouterr().out.count("correct!") == 2
+    checks.check_exercise_12_1(stub)
+    assert "not attempted" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="scales differ"):
+        checks.check_exercise_12_1(lambda w: (torch.zeros_like(w, dtype=torch.int8), w.abs().amax(1) / 255))
+    with pytest.raises(AssertionError, match="expected 37.31 tokens/s"):
+        checks.check_exercise_12_2(lambda b, bw: b / bw)
