@@ -7,8 +7,8 @@ There is no MTP assistant for Gemma 3 270M, so the drafts come from:
 - ``prompt_lookup``: n-gram copying from the text so far (free; good when the output repeats the input);
 - ``first-N-layers``: the 270M's own first N layers + its final norm and head (a cheaper model of the
   same vocabulary, untrained as a drafter: "layer skipping");
-- any other same-vocabulary ``Gemma`` passed as ``assistant=`` -- e.g. the int4 270M once the
-  quantisation work lands (``drafters()`` below is the one place to add it).
+- ``int4 270M``: the same 270M quantised to 4 bits (``quantize="int4"``, ``quantize.py``): a cheaper
+  model of the same vocabulary whose greedy choices mostly agree with the float32 model's.
 
 For each prompt, plain greedy decoding and speculative decoding run interleaved (A, B, A, B, ...)
 so that the shared machine's drift hits both alike; we report the median time ratio with its range,
@@ -47,8 +47,10 @@ def first_layers(model: Gemma, n: int) -> Gemma:
     return small.eval()
 
 
-def drafters(model, layers):
+def drafters(model, layers, int4=True):
     out = {"prompt_lookup": PromptLookup(max_ngram=3)}
+    if int4:
+        out["int4 270M"] = minigemma.load("gemma3-270m", progress=False, quantize="int4")[0]
     for n in layers:
         out[f"first-{n}-layers"] = first_layers(model, n)
     return out
@@ -67,13 +69,14 @@ def main():
     parser.add_argument("--new", type=int, default=48)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--layers", type=int, nargs="*", default=[4])
+    parser.add_argument("--layers", type=int, nargs="*", default=[], help="also draft with the first N layers")
+    parser.add_argument("--no-int4", action="store_true", help="skip the int4 270M drafter")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results_speculative.md"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tok = minigemma.load("gemma3-270m", progress=False)
     rows = []
-    for name, drafter in drafters(model, args.layers).items():
+    for name, drafter in drafters(model, args.layers, not args.no_int4).items():
         for label, prompt in PROMPTS.items():
             ids = tok.encode(prompt, add_bos=True)
             plain_t, spec_t = [], []

@@ -24,7 +24,7 @@ import math
 import torch
 
 from .cache import KVCache
-from .multimodal import multimodal_prompt
+from .multimodal import MARKERS, multimodal_prompt
 
 
 def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None, min_p=None, allowed=None) -> int:
@@ -148,9 +148,10 @@ def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0
     ``default_stop_ids(tokenizer)``). ``json_schema``: constrain the output to JSON valid for the
     schema (see ``constrained.py``); generation then ends when the value is complete.
     With media, a string ``prompt`` holds ``<|image|>`` / ``<|video|>`` / ``<|audio|>`` markers (one per
-    item) that ``multimodal_prompt`` expands into placeholder tokens.
+    item) that ``multimodal_prompt`` expands into placeholder tokens; a marker without its item is an
+    error, not text.
     """
-    if isinstance(prompt, str) and (images or videos or audio):
+    if isinstance(prompt, str) and (images or videos or audio or any(m in prompt for m in MARKERS)):
         prompt_ids = multimodal_prompt(tokenizer, prompt, images or (), videos or (), audio or (), add_bos)
     else:
         prompt_ids = tokenizer.encode(prompt, add_bos=add_bos) if isinstance(prompt, str) else list(prompt)

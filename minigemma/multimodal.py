@@ -120,6 +120,9 @@ def _timestamp(seconds: float) -> str:
     return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
 
 
+MARKERS = ("<|image|>", "<|video|>", "<|audio|>")  # transformers' spelling of the placeholders
+
+
 def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_bos=True) -> list:
     """Prompt ids for a text with ``<|image|>``, ``<|video|>`` and ``<|audio|>`` markers, one per item.
 
@@ -130,7 +133,7 @@ def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_
     for a clip. Text runs are tokenized whole, so the result equals tokenizing the full string with
     the special tokens inline.
     """
-    queues = {"<|image|>": list(images), "<|video|>": list(videos), "<|audio|>": list(audio)}
+    queues = dict(zip(MARKERS, (list(images), list(videos), list(audio))))
     for marker, items in queues.items():
         if text.count(marker) != len(items):
             raise ValueError(f"the text has {text.count(marker)} {marker} markers but {len(items)} "

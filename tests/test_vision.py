@@ -498,3 +498,29 @@ def test_vision_config_errors_name_the_field():
         VisionConfig.from_dict({"vision_config": {"hidden_activation": "relu"}})
     with pytest.raises(ValueError, match="patch_size 14"):
         VisionConfig.from_dict({"vision_config": {"patch_size": 14}})
+
+
+@torch.no_grad()
+def test_chat_with_an_image_part_feeds_the_image_to_the_tower(multimodal_pair):
+    """chat() renders an image part as <|image|>, which multimodal_prompt expands as transformers'
+    processor does; the reply is the greedy continuation transformers computes from those ids."""
+    from minigemma.chat import chat, format_of, render
+
+    ref, model, tok, _ = multimodal_pair
+    image = two_images()[1]
+    messages = [{"role": "user", "content": [{"type": "text", "text": "What is in "}, {"type": "image"},
+                                              {"type": "text", "text": "?"}]}]
+    prompt = render(messages, format=format_of(tok))
+    assert prompt.count("<|image|>") == 1
+    ids = minigemma.multimodal_prompt(tok, prompt, images=[image])
+    n = len(image[1]) // 9
+    at = ids.index(255999)
+    assert ids[at:at + n + 2] == [255999] + [258880] * n + [258882]
+    theirs = ref.generate(**hf_inputs(ids, [image]), max_new_tokens=6, do_sample=False)[0, len(ids):].tolist()
+    ours = list(minigemma.generate_ids(model, ids, max_new_tokens=6, images=[image], stop_ids=set()))
+    assert ours == theirs
+    reply = chat(model, tok, messages, images=[image], max_new_tokens=6)
+    assert reply["content"] == minigemma.generate(model, tok, prompt, images=[image], max_new_tokens=6,
+                                                  stop=["<end_of_turn>", "<start_function_response>"])
+    with pytest.raises(ValueError, match=r"1 <\|image\|> markers but 0 image items"):
+        chat(model, tok, messages, max_new_tokens=2)
