@@ -153,10 +153,11 @@ def kernel_bandwidths(repeat=5):
     for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
         wd, x = w.to(dtype), torch.randn(1, 640, dtype=dtype)
         out[name] = wd.numel() * wd.element_size() / best(lambda: torch.nn.functional.linear(x, wd), repeat)
-    x = torch.randn(1, 640)
-    for name, layer in (("int8", Int8Linear(*quantize_int8(w), torch.float32)),
-                        ("int4 (group 32)", Int4Linear(*quantize_int4(w, 32), torch.float32))):
-        out[name] = weight_bytes(layer) / best(lambda: layer(x), repeat)
+    for act, dtype in (("bf16", torch.bfloat16), ("float32", torch.float32)):  # the activations' dtype
+        x = torch.randn(1, 640, dtype=dtype)
+        for name, layer in (("int8", Int8Linear(*quantize_int8(w), dtype)),
+                            ("int4 (group 32)", Int4Linear(*quantize_int4(w, 32), dtype))):
+            out[f"{name}, {act} activations"] = weight_bytes(layer) / best(lambda: layer(x), repeat)
     return out
 
 
@@ -183,7 +184,7 @@ def roofline(args, n=32, repeat=3):
     kernels = kernel_bandwidths()
     base, tok = minigemma.load(path, progress=False)
     ours = {"float32": base, "bfloat16": copy.deepcopy(base).to(torch.bfloat16)}
-    for mode in ("int8", "int4", "int4-all"):
+    for mode in ("int8", "int4", "int4-all"):  # bf16 activations: load's default with quantize
         ours[mode] = minigemma.load(path, progress=False, quantize=mode)[0]
     hf32 = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
     theirs = {"float32": hf32, "bfloat16": copy.deepcopy(hf32).to(torch.bfloat16)}

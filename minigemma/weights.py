@@ -83,7 +83,7 @@ def resolve(source) -> Path:
     return path
 
 
-def load(source="gemma3-270m", dtype=torch.float32, progress=True, quantize=None, group_size=32):
+def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_size=32):
     """Load a model and its tokenizer -> ``(model, tokenizer)``.
 
     ``source``: the alias ``"gemma3-270m"``, a ``.gguf`` file, or a Hugging Face directory with
@@ -92,7 +92,13 @@ def load(source="gemma3-270m", dtype=torch.float32, progress=True, quantize=None
     directory's tokenizer, or ``None`` if it has no ``tokenizer.json`` (it shares the target's).
     ``quantize``: None, ``"int8"``, ``"int4"`` (mixed: see ``quantize.py``) or ``"int4-all"``;
     ``group_size``: weights per int4 scale. Quantisation applies to the text decoder's layers.
+    ``dtype``: the activations' (and float weights') dtype; by default float32, or bfloat16 with
+    ``quantize``, because PyTorch's packed int8/int4 CPU kernels are fast with bf16 activations only
+    (measured on the 270M's 262,144 × 640 head, 2 threads: int8 17 ms in bf16 vs 82 ms in float32,
+    int4 5 ms vs 145 ms).
     """
+    if dtype is None:
+        dtype = torch.bfloat16 if quantize is not None else torch.float32
     check_quantize_args(quantize, dtype, group_size)
     path = resolve(source)
     towers = {}  # vision_config / audio_config of a multimodal checkpoint

@@ -43,14 +43,18 @@ def test_quantisers_round_to_the_nearest_level():
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("N", [64, 100, 256])  # 100: padded to a tile of 64 rows
-def test_packed_kernels_equal_dequantise_then_matmul(dtype, tol, N):
+@pytest.mark.parametrize("T", [3, 20])  # 6 rows: the packed kernels; 40 rows: blockwise dequantisation
+def test_packed_kernels_equal_dequantise_then_matmul(dtype, tol, N, T, monkeypatch):
+    import minigemma.quantize as quantize
+
+    monkeypatch.setattr(quantize, "BLOCK_ROWS", 64)  # several blocks, the last one partial
     gen = torch.Generator().manual_seed(N)
-    w, x = torch.randn(N, 128, generator=gen), torch.randn(2, 3, 128, generator=gen).to(dtype)  # (B, T, K)
+    w, x = torch.randn(N, 128, generator=gen), torch.randn(2, T, 128, generator=gen).to(dtype)  # (B, T, K)
     for layer in (Int8Linear(*quantize_int8(w), dtype), Int4Linear(*quantize_int4(w, 32), dtype),
                   Int4Linear(*quantize_int4(w, 64), dtype)):
         reference = F.linear(x.float(), layer.dequantized())  # (B, T, N)
         y = layer(x)
-        assert y.shape == (2, 3, N) and y.dtype == dtype
+        assert y.shape == (2, T, N) and y.dtype == dtype
         assert (y.float() - reference).abs().max() <= tol * reference.abs().max()
         rows = torch.tensor([0, N - 1, 7])
         assert torch.allclose(layer.rows(rows).float(), layer.dequantized()[rows], rtol=1e-2, atol=1e-2)
@@ -153,8 +157,14 @@ def test_gguf_q4_k_blocks_move_into_int4_code_for_code(gguf_path):
     assert _gguf_int4_blocks(f, "blk.0.attn_q.weight") is None  # Q5_0: requantised instead
 
 
+def test_quantised_load_runs_in_bf16_unless_asked(checkpoint):
+    model, _ = minigemma.load(checkpoint, progress=False, quantize="int8")
+    assert model.dtype == torch.bfloat16  # where the packed kernels are fast
+    assert minigemma.load(checkpoint, progress=False)[0].dtype == torch.float32
+
+
 def test_real_model_int4_takes_the_gguf_blocks(gguf_path, gemma):
-    model, _ = minigemma.load(gguf_path, progress=False, quantize="int4")
+    model, _ = minigemma.load(gguf_path, dtype=torch.float32, progress=False, quantize="int4")  # float32 scales
     float_model, _ = gemma
     o_proj = model.layers[3].self_attn.o_proj  # Q4_K in the file
     assert torch.allclose(o_proj.dequantized(), float_model.layers[3].self_attn.o_proj.weight, rtol=0, atol=1e-6)
