@@ -29,7 +29,7 @@ def stats(path):
 
 
 def main(names):
-    paths = [HERE / f"{n}.ipynb" for n in names] if names else sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
+    paths = [HERE / f"{n}.ipynb" for n in names] if names else sorted(HERE.glob("[0-9][0-9]*_*.ipynb"))
     print(f"{'notebook':<36} {'prose':>6} {'longest code cell':>18} {'references':>11} {'cells':>6}")
     for p in paths:
         s = stats(p)

@@ -124,7 +124,7 @@ def test_int4_mixed_keeps_the_sensitive_types_at_8_bits(checkpoint):
     model, _ = minigemma.load(checkpoint, progress=False, quantize="int4")
     assert isinstance(model.embed_tokens.table, Int8Linear)
     for layer in model.layers:
-        assert isinstance(layer.mlp.down_proj, Int8Linear) and isinstance(layer.mlp.gate_proj, Int4Linear)
+        assert isinstance(layer.mlp.up_proj, Int8Linear) and isinstance(layer.mlp.gate_proj, Int4Linear)
         assert isinstance(layer.self_attn.q_proj, Int4Linear)
     assert weight_bytes(model) < weight_bytes(minigemma.load(checkpoint, progress=False, quantize="int8")[0])
 

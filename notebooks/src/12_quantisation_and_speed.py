@@ -77,11 +77,15 @@ plt.show()
 
 # %% [markdown]
 # What the kernels themselves reach, on the 262,144 × 640 head alone (a streaming `sum` of a
-# huge tensor is the ceiling, the matrix-vector kernels fall short of it by different amounts):
+# huge tensor is the ceiling, the matrix-vector kernels fall short of it by different amounts).
+# Look at the packed int8/int4 kernels twice: with bf16 activations they stream their weights
+# quickly, with float32 activations they are several times slower than the plain float32
+# product. That single measurement is why `minigemma.load(..., quantize=...)` runs the model in
+# bf16 unless you ask for another dtype.
 
 # %%
 for name, gbs in roof["kernels"].items():
-    print(f"{name:>16}: {gbs / 1e9:5.1f} GB/s  ({100 * gbs / bw:3.0f} % of the streaming read)")
+    print(f"{name:<36} {gbs / 1e9:5.1f} GB/s  ({100 * gbs / bw:3.0f} % of the streaming read)")
 
 # %% [markdown]
 # ## 3. int8 per output channel, from scratch
@@ -213,7 +217,9 @@ print("int4 keeps at 8 bits:", mq.INT4_KEEPS_INT8)
 # %% [markdown]
 # ## 9. Speed, memory and quality together
 # Each setting's weight memory, perplexity and greedy agreement (from `benchmarks/quality.py`) beside
-# its decode speed (from `benchmarks/bench.py`).
+# its decode speed (from `benchmarks/bench.py`). The perplexities of int8, int4 and int4-all were
+# measured with float32 activations ("int4 bf16" shows what bf16 activations add); their speeds
+# with bf16 activations, as `load` runs them.
 
 # %%
 speed = {r["weights"]: r["tokens_per_s"] for r in roof["rows"] if r["program"] == "minigemma"}
