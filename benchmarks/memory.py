@@ -7,8 +7,8 @@
    its weights hold (``quantize.weight_bytes``) and the count from ``expected_keys``.
 2. The same count for the four Gemma 4 models, bf16 / int8 / int4, plus the KV cache (bf16) at 8K
    and 128K tokens: which Gemma 4 fits in a laptop's memory. Counted on the ``meta`` device: no
-   weights are needed. The experts of 26B-A4B stay in bf16 in every setting (minigemma does not
-   quantise stacked expert weights), which the table shows.
+   weights are needed. The experts of 26B-A4B are quantised per expert, like linear layers (the
+   fused gate/up matrix in ``up_proj``'s format, the down matrix in ``down_proj``'s).
 """
 
 import argparse
@@ -37,6 +37,9 @@ def counted_bytes(config, quantize, dtype=torch.bfloat16, group_size=32):
         for s in shape:
             n *= s
         quantisable = key.endswith(".weight") and kind in LINEAR_KINDS + EMBEDDING_KINDS
+        if kind == "experts":  # (E, rows, K) stacked expert matrices: quantised as E linear layers
+            quantisable, kind = True, {"gate_up_proj": "up_proj", "down_proj": "down_proj"}[parts[-1]]
+            shape = (shape[0] * shape[1], shape[2])  # all experts' rows: one scale per row (int8)
         if quantize is None or not quantisable:
             total += n * item
         elif quantize == "int8" or (quantize == "int4" and kind in INT4_KEEPS_INT8):

@@ -47,8 +47,14 @@ class Experts(nn.Module):
     def __init__(self, config):
         super().__init__()
         E, D, I = config.num_experts, config.hidden_size, config.moe_intermediate_size
+        self.num_experts = E
         self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * I, D))  # gate rows first, then up
         self.down_proj = nn.Parameter(torch.empty(E, D, I))
+
+    def expert_mlp(self, e, x):
+        """Expert e's gated MLP on the rows it was picked for: (n, D) -> (n, D)."""
+        gate, up = F.linear(x, self.gate_up_proj[e]).chunk(2, dim=-1)  # (n, I) each
+        return F.linear(F.gelu(gate, approximate="tanh") * up, self.down_proj[e])
 
     def forward(self, x, index, weights):
         """x: (N, D), index/weights: (N, k) -> (N, D), the weighted sum of each token's experts."""
@@ -56,7 +62,7 @@ class Experts(nn.Module):
         flat_expert = index.reshape(-1)  # (N·k,): one entry per (token, choice)
         order = flat_expert.argsort(stable=True)  # group the entries by expert
         token_of = order // k  # (N·k,) the token each sorted entry belongs to
-        counts = torch.bincount(flat_expert, minlength=self.gate_up_proj.shape[0]).tolist()
+        counts = torch.bincount(flat_expert, minlength=self.num_experts).tolist()
         out = torch.zeros_like(x)
         start = 0
         for e, n in enumerate(counts):
@@ -64,8 +70,7 @@ class Experts(nn.Module):
                 continue  # an expert nobody picked costs nothing
             rows = order[start:start + n]
             tokens = token_of[start:start + n]
-            gate, up = F.linear(x[tokens], self.gate_up_proj[e]).chunk(2, dim=-1)  # (n, I) each
-            y = F.linear(F.gelu(gate, approximate="tanh") * up, self.down_proj[e])  # (n, D)
+            y = self.expert_mlp(e, x[tokens])  # (n, D)
             out.index_add_(0, tokens, y * weights.reshape(-1)[rows, None].to(y.dtype))
             start += n
         return out

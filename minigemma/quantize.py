@@ -33,8 +33,9 @@ the same numbers, and never more than one block of float weights in memory.
 
 The embedding is quantised the same way: its rows are looked up (and dequantised one token at a
 time), and the same codes serve the tied output head, the largest matrix product of a step.
-The router of a mixture-of-experts layer (a 128-way decision from a tiny matrix) and the experts'
-stacked weights stay in float.
+In a mixture-of-experts layer every expert's two matrices are quantised like any linear layer
+(``QuantExperts``: the fused gate/up matrix takes ``up_proj``'s format, the down matrix
+``down_proj``'s); the router, a 128-way decision from a tiny matrix, stays in float.
 
 Loading a GGUF file: llama.cpp's Q4_K and Q4_0 blocks *are* affine 4-bit codes per 32 values, so
 tensors stored that way move into our int4 format code for code (only the scales are rounded to
@@ -45,6 +46,8 @@ int8 per row, 5 or 6 bits for int4): they are quantised again from their float v
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .moe import Experts
 
 MODES = ("int8", "int4", "int4-all")
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what the packed kernels accept
@@ -209,6 +212,20 @@ class QuantEmbedding(nn.Module):
         return self.table(x)
 
 
+class QuantExperts(Experts):
+    """A mixture-of-experts layer's experts with quantised weights: the same grouped dispatch
+    (``moe.Experts.forward``), each expert's matrices an ``Int8Linear`` / ``Int4Linear``."""
+
+    def __init__(self, gate_up, down):
+        nn.Module.__init__(self)  # not Experts.__init__: no float weights to allocate
+        self.num_experts = len(gate_up)
+        self.gate_up, self.down = nn.ModuleList(gate_up), nn.ModuleList(down)  # E × (2I, D), E × (D, I)
+
+    def expert_mlp(self, e, x):
+        gate, up = self.gate_up[e](x).chunk(2, dim=-1)  # (n, I) each
+        return self.down[e](F.gelu(gate, approximate="tanh") * up)
+
+
 # ---------------------------------------------------------------------------------------------
 # Applying a mode to a whole model.
 
@@ -280,6 +297,20 @@ def quantize_model(model, quantize, group_size=32, gguf=None, formats=None):
             layer = QuantEmbedding(layer)
         parent, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, attr, layer)
+    experts = [(name, module) for name, module in model.named_modules() if type(module) is Experts]
+    for name, module in experts:
+        if formats is not None:
+            fmt_gate_up = fmt_down = formats.get("experts")
+        else:
+            fmt_gate_up, fmt_down = format_of("up_proj", quantize), format_of("down_proj", quantize)
+        if fmt_gate_up is None:
+            continue
+        gate_up = [quantized_layer(f"{name}.gate_up_proj[{e}]", w, fmt_gate_up, group_size, dtype)
+                   for e, w in enumerate(module.gate_up_proj.data)]
+        down = [quantized_layer(f"{name}.down_proj[{e}]", w, fmt_down, group_size, dtype)
+                for e, w in enumerate(module.down_proj.data)]
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, QuantExperts(gate_up, down))
     return model
 
 
@@ -304,7 +335,15 @@ def dequantized_copy_state(model):
     """The float state dict a quantised model stands for: every quantised weight dequantised
     (the reference that its packed kernels must match within rounding)."""
     state, quantized = {}, set()
+    experts = [name for name, module in model.named_modules() if isinstance(module, QuantExperts)]
+    for name in experts:
+        module = model.get_submodule(name)
+        state[name + ".gate_up_proj"] = torch.stack([layer.dequantized() for layer in module.gate_up])
+        state[name + ".down_proj"] = torch.stack([layer.dequantized() for layer in module.down])
     for name, module in model.named_modules():
+        if any(name.startswith(e + ".") for e in experts):
+            quantized.add(name)  # their float form is the stacked tensors above
+            continue
         if isinstance(module, (Int8Linear, Int4Linear)):
             quantized.add(name)
             owner = name[:-len(".table")] if name.endswith(".table") else name
