@@ -75,7 +75,7 @@ class TextConfig:
                              "(only None or 'vision')")
         if self.num_kv_shared_layers:
             first = self.num_hidden_layers - self.num_kv_shared_layers
-            for t in set(self.layer_types[first:]):
+            for t in dict.fromkeys(self.layer_types[first:]):
                 if t not in self.layer_types[:first]:
                     raise ValueError(f"KV-shared {t} layers have no earlier {t} layer to borrow K/V from")
         if self.enable_moe_block and not (self.num_experts and self.top_k_experts and self.moe_intermediate_size):

@@ -164,7 +164,7 @@ def producer_layers(target_config) -> dict:
     """{layer type: index of the target's last layer of that type that writes K/V}: what a drafter reads."""
     first = target_config.first_kv_shared_layer
     return {typ: max(j for j in range(first) if target_config.layer_types[j] == typ)
-            for typ in set(target_config.layer_types[:first])}
+            for typ in dict.fromkeys(target_config.layer_types[:first])}  # in order of first appearance
 
 
 def check_pair(drafter: Drafter, target_config) -> None:

@@ -171,9 +171,10 @@ widgets.interact(lambda G: print(f"group {G}: RMS error {int4_error(G):.2e}, {0.
 codes = q4.view(2048, 640)
 assert torch.equal(mq.pack_int4(codes), torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.int(), 2))
 layer = mq.Int4Linear(codes, s4, low, torch.float32)
-x = torch.randn(1, 640)
+x = torch.randn(1, 640, generator=torch.Generator().manual_seed(0))
 err = (layer(x) - F.linear(x, w4)).abs().max().item()
-print(f"packed kernel vs dequantise-then-matmul: max difference {err:.1e} (rounding)")
+assert err < 1e-5  # float rounding only: the outputs themselves are ~0.1-1
+print("packed kernel == dequantise-then-matmul, up to rounding (max difference below 1e-5)")
 
 # %% [markdown]
 # ## 7. llama.cpp's Q4_K block, taken apart
