@@ -358,6 +358,8 @@ print("image placeholders:", ids.count(IMAGE_ID), "= patches / 9 =", len(p70) //
 import tempfile
 from pathlib import Path
 from transformers import Gemma4Config, Gemma4ForConditionalGeneration, Gemma4TextConfig
+from transformers.utils.logging import disable_progress_bar
+disable_progress_bar()  # the stored outputs should not show stuck progress bars
 from minigemma.weights import read_hf_directory, build_model
 text_cfg = Gemma4TextConfig(vocab_size=262144, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
     num_attention_heads=2, num_key_value_heads=1, head_dim=16, global_head_dim=32, sliding_window=16,

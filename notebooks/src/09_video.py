@@ -157,11 +157,17 @@ plt.show()
 # Same construction as notebook 08: a small random `Gemma4ForConditionalGeneration` from
 # transformers (E2B-style text with per-layer embeddings and KV sharing, a clipped vision tower),
 # saved, and read by the package's loader. To keep the sequence short we sample 8 frames.
+# Its weights are random, so its words mean nothing; what matters is that our model and the
+# reference compute the same numbers from the same frames, timestamps and placeholders. If they
+# agree on a random model with every norm perturbed, a missing offset or a misplaced frame cannot
+# hide, and the same code then runs a real checkpoint unchanged.
 
 # %%
 import tempfile
 from pathlib import Path
 from transformers import Gemma4Config, Gemma4ForConditionalGeneration, Gemma4TextConfig, Gemma4VisionConfig
+from transformers.utils.logging import disable_progress_bar
+disable_progress_bar()  # the stored outputs should not show stuck progress bars
 from minigemma.weights import read_hf_directory, build_model
 text_cfg = Gemma4TextConfig(vocab_size=262144, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
     num_attention_heads=2, num_key_value_heads=1, head_dim=16, global_head_dim=32, sliding_window=64,

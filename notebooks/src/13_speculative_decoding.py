@@ -169,6 +169,8 @@ plt.show()
 # %%
 from transformers import (Gemma4AssistantConfig, Gemma4AssistantForCausalLM, Gemma4ForCausalLM,
                           Gemma4TextConfig)
+from transformers.utils.logging import disable_progress_bar
+disable_progress_bar()  # the stored outputs should not show stuck progress bars
 common = dict(vocab_size=8192, head_dim=16, global_head_dim=32, num_attention_heads=4, num_key_value_heads=1,
               sliding_window=8, max_position_embeddings=256, initializer_range=0.2)
 ref_target = Gemma4ForCausalLM(Gemma4TextConfig(
