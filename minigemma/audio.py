@@ -25,6 +25,7 @@ from torch import nn
 
 from .multimodal import audio_token_count
 from .norm import RMSNorm
+from .vision import ClippedLinear  # the same clamped linear layer serves both towers
 
 SAMPLING_RATE = 16_000
 FRAME_LENGTH = 320  # 20 ms
@@ -180,25 +181,6 @@ def clip(x, bound):
     return x.clamp(-bound, bound)
 
 
-class ClippableLinear(nn.Module):
-    """A bias-free Linear whose input and output are clamped to four scalars stored in the
-    checkpoint (±inf: no clipping)."""
-
-    def __init__(self, config: AudioConfig, d_in, d_out):
-        super().__init__()
-        self.linear = nn.Linear(d_in, d_out, bias=False)
-        self.clipped = config.use_clipped_linears
-        if self.clipped:
-            for name in ("input_min", "input_max", "output_min", "output_max"):
-                self.register_buffer(name, torch.tensor(math.inf if name.endswith("max") else -math.inf))
-
-    def forward(self, x):  # (..., d_in) -> (..., d_out)
-        if not self.clipped:
-            return self.linear(x)
-        x = torch.clamp(x, self.input_min, self.input_max)
-        return torch.clamp(self.linear(x), self.output_min, self.output_max)
-
-
 class SubsampleConvProjection(nn.Module):
     """Two stride-2 3×3 convolutions over (time, mel), each with LayerNorm over channels and ReLU,
     then a Linear of (mel/4 · channels) -> hidden: 100 frames per second -> 25 tokens per second."""
@@ -230,7 +212,8 @@ class FeedForward(nn.Module):
         super().__init__()
         D = config.hidden_size
         self.pre_layer_norm, self.post_layer_norm = RMSNorm(D, offset=0.0), RMSNorm(D, offset=0.0)
-        self.ffw_layer_1, self.ffw_layer_2 = ClippableLinear(config, D, 4 * D), ClippableLinear(config, 4 * D, D)
+        clipped = config.use_clipped_linears
+        self.ffw_layer_1, self.ffw_layer_2 = ClippedLinear(D, 4 * D, clipped), ClippedLinear(4 * D, D, clipped)
         self.act, self.clip = ACTIVATIONS[config.hidden_act], config.gradient_clipping
         self.weight = config.residual_weight  # the "half step": 0.5
 
@@ -280,7 +263,8 @@ class LocalAttention(nn.Module):
         self.past = config.attention_context_left - 1
         self.context = self.chunk + self.past + self.future
         self.invalid = config.attention_invalid_logits_value
-        self.q_proj, self.k_proj, self.v_proj, self.post = (ClippableLinear(config, D, D) for _ in range(4))
+        clipped = config.use_clipped_linears
+        self.q_proj, self.k_proj, self.v_proj, self.post = (ClippedLinear(D, D, clipped) for _ in range(4))
         self.relative_k_proj = nn.Linear(D, D, bias=False)
         self.per_dim_scale = nn.Parameter(torch.zeros(self.hd))  # learned per-dim query scale, via softplus
 
@@ -328,7 +312,8 @@ class LightConv(nn.Module):
         super().__init__()
         D, eps = config.hidden_size, config.rms_norm_eps
         self.pre_layer_norm, self.conv_norm = RMSNorm(D, eps, offset=0.0), RMSNorm(D, eps, offset=0.0)
-        self.linear_start, self.linear_end = ClippableLinear(config, D, 2 * D), ClippableLinear(config, D, D)
+        clipped = config.use_clipped_linears
+        self.linear_start, self.linear_end = ClippedLinear(D, 2 * D, clipped), ClippedLinear(D, D, clipped)
         self.depthwise_conv1d = nn.Conv1d(D, D, config.conv_kernel_size, groups=D, bias=False)
         self.act, self.clip = ACTIVATIONS[config.hidden_act], config.gradient_clipping
 

@@ -77,7 +77,8 @@ class VisionConfig:
 
 
 class ClippedLinear(nn.Module):
-    """A bias-free linear layer; with ``clip``, its input and output are clamped to stored bounds."""
+    """A bias-free linear layer; with ``clip``, its input and output are clamped to stored bounds.
+    The audio tower (``audio.py``) uses it too."""
 
     def __init__(self, d_in, d_out, clip):
         super().__init__()

@@ -18,6 +18,7 @@ import torch
 import minigemma
 from minigemma import AudioConfig, AudioTower, CheckpointError, audio_features, generate_ids, read_wav
 from minigemma.audio import MAX_SAMPLES, local_attention_mask, mel_filter_bank
+from minigemma.vision import ClippedLinear
 from minigemma.multimodal import AUDIO_ID, MultimodalEmbedder, audio_token_count, multimodal_prompt
 
 from .conftest import perturb
@@ -219,7 +220,7 @@ def test_tower_and_embedder_equal_transformers(chunking):
         x, y = inputs[0], m.linear(inputs[0].clamp(m.input_min, m.input_max))
         clipped.append(bool(((x < m.input_min) | (x > m.input_max)).any() | ((y < m.output_min) | (y > m.output_max)).any()))
 
-    hooks = [m.register_forward_hook(record) for m in ours.modules() if getattr(m, "clipped", False)]
+    hooks = [m.register_forward_hook(record) for m in ours.modules() if isinstance(m, ClippedLinear) and m.clip]
     tokens = ours_embed(ours([audio_features(w) for w in waveforms]))
     for h in hooks:
         h.remove()

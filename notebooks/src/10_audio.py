@@ -224,7 +224,7 @@ with torch.no_grad():
         else:
             p.copy_(torch.randn(p.shape, generator=g) * (1.3 / p[0].numel() ** 0.5 if p.ndim > 1 else 0.5))
     for m in tower.modules():
-        if isinstance(m, A.ClippableLinear):
+        if isinstance(m, A.ClippedLinear):
             m.input_min.fill_(-1.5); m.input_max.fill_(1.5); m.output_min.fill_(-2.0); m.output_max.fill_(2.0)
 features = torch.from_numpy(ours)[None]  # (1, 236, 128)
 with torch.no_grad():
