@@ -29,13 +29,15 @@ from .multimodal import MARKERS, multimodal_prompt
 
 def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None, min_p=None, allowed=None) -> int:
     """logits: (vocab,) -> the chosen token id. ``allowed``: optional (vocab,) bool mask."""
-    probs = sampling_distribution(logits, temperature, top_k, top_p, min_p, allowed)
+    if allowed is not None:  # a constraint: forbidden tokens can be neither the argmax nor drawn
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    probs = sampling_distribution(logits, temperature, top_k, top_p, min_p)
     if probs is None:
-        return int((logits if allowed is None else logits.masked_fill(~allowed, float("-inf"))).argmax())
+        return int(logits.argmax())
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def sampling_distribution(logits, temperature=0.0, top_k=None, top_p=None, min_p=None, allowed=None):
+def sampling_distribution(logits, temperature=0.0, top_k=None, top_p=None, min_p=None):
     """logits: (vocab,) -> the probabilities a token is drawn from (vocab,), or None for greedy."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -45,8 +47,6 @@ def sampling_distribution(logits, temperature=0.0, top_k=None, top_p=None, min_p
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if min_p is not None and not 0 <= min_p <= 1:
         raise ValueError(f"min_p must be in [0, 1], got {min_p}")
-    if allowed is not None:
-        logits = logits.masked_fill(~allowed, float("-inf"))
     if temperature == 0:
         return None
     logits = logits.float() / temperature

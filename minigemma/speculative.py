@@ -222,15 +222,16 @@ def speculative_ids(target, prompt_ids, assistant, num_draft_tokens, max_new_tok
     drafting.start(max_len)
     logits, hidden = target(torch.tensor([prompt_ids]), cache=cache, last_only=True, return_hidden=True)
     token, _ = sampling.draw(logits[0, -1])
-    ids, produced = list(prompt_ids), 0
+    ids, produced, pending = list(prompt_ids), 0, [token]  # pending: chosen, not yet given out
     while True:
-        if stop_ids and token in stop_ids:
-            return
-        yield token
-        ids.append(token)
-        produced += 1
-        if produced == max_new_tokens:
-            return
+        for t in pending:
+            if stop_ids and t in stop_ids:
+                return
+            yield t
+            ids.append(t)
+            produced += 1
+            if produced == max_new_tokens:
+                return
         k = min(num_draft_tokens, max_new_tokens - produced)
         drafts, dists = drafting.propose(ids, hidden, cache, k, sampling)
         mark = cache.checkpoint(len(drafts) + 1)
@@ -241,11 +242,4 @@ def speculative_ids(target, prompt_ids, assistant, num_draft_tokens, max_new_tok
         hidden = hiddens[:, n:n + 1]  # (1, 1, D): the state that chose the new token
         if stats is not None:
             stats.rounds.append((drafts, n, token))
-        for d in drafts[:n]:
-            if stop_ids and d in stop_ids:
-                return
-            yield d
-            ids.append(d)
-            produced += 1
-            if produced == max_new_tokens:
-                return
+        pending = drafts[:n] + [token]  # the accepted drafts, then the target's own next token
