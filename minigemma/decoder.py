@@ -13,12 +13,12 @@ a stored per-layer output scalar (``layer_scalar``), and a final logit soft-cap 
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention
 from .audio import AudioTower
 from .config import TextConfig
+from .linear import Linear, linear
 from .mlp import MLP
 from .moe import Experts, Router
 from .multimodal import PLACEHOLDERS, MultimodalEmbedder, merge, soft_tokens, vision_blocks
@@ -48,8 +48,8 @@ class DecoderLayer(nn.Module):
         self.ple = bool(config.hidden_size_per_layer_input)
         if self.ple:
             P = config.hidden_size_per_layer_input
-            self.per_layer_input_gate = nn.Linear(D, P, bias=False)
-            self.per_layer_projection = nn.Linear(P, D, bias=False)
+            self.per_layer_input_gate = Linear(D, P)
+            self.per_layer_projection = Linear(P, D)
             self.post_per_layer_input_norm = RMSNorm(D, eps, off)
         if config.is_gemma4:
             self.register_buffer("layer_scalar", torch.ones(1))  # stored in checkpoints
@@ -83,7 +83,7 @@ class Gemma(nn.Module):
         if config.hidden_size_per_layer_input:
             L, P = config.num_hidden_layers, config.hidden_size_per_layer_input
             self.embed_tokens_per_layer = nn.Embedding(config.vocab_size_per_layer_input, L * P)
-            self.per_layer_model_projection = nn.Linear(config.hidden_size, L * P, bias=False)
+            self.per_layer_model_projection = Linear(config.hidden_size, L * P)
             self.per_layer_projection_norm = RMSNorm(P, config.rms_norm_eps, config.norm_offset)
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.norm_offset)
@@ -110,7 +110,7 @@ class Gemma(nn.Module):
         (a quantised embedding, see ``quantize.py``, brings its own packed product)."""
         if hasattr(self.embed_tokens, "as_head"):
             return self.embed_tokens.as_head(x)
-        return F.linear(x, self.embed_tokens.weight)
+        return linear(x, self.embed_tokens.weight)  # (linear.py: one token runs on every core)
 
     def embed(self, input_ids):
         """(B, T) ids -> (B, T, D) scaled embeddings; raises on ids outside the vocabulary."""

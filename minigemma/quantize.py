@@ -355,5 +355,7 @@ def dequantized_copy_state(model):
 
 
 def weight_bytes(model):
-    """Bytes the model's parameters and buffers hold (weights as stored: codes + scales)."""
-    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    """Bytes the model's parameters and buffers hold (weights as stored: codes + scales), plus the
+    oneDNN-packed weights of ``linear.PackedLinear`` layers, which are neither."""
+    packed = [m.packed for m in model.modules() if hasattr(m, "packed")]
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()) + packed)

@@ -256,6 +256,9 @@ def test_bad_input_errors(pair, tmp_path):
         list(generate_ids(target, ids, 20, assistant=drafter, num_draft_tokens=8))
     with pytest.raises(TypeError, match="assistant must be a Gemma 4 assistant"):
         list(generate_ids(target, ids, 5, assistant="a drafter"))
+    for option in ({"quantize": "int8"}, {"pack": True}):  # speed options belong to the target
+        with pytest.raises(ValueError, match=f"{next(iter(option))}= applies to a decoder model"):
+            minigemma.load(directory / "assistant", progress=False, **option)
     with pytest.raises(ValueError, match="takes text prompts only"):
         list(generate_ids(target, ids, 5, assistant=drafter, images=[torch.zeros(3, 8, 8)]))
     cfg = json.loads((directory / "assistant" / "config.json").read_text())

@@ -1,0 +1,88 @@
+"""Fast linear layers (``linear.py``): the one-row float32 product over row blocks equals F.linear;
+oneDNN-packed bf16 layers give F.linear's numbers bit for bit; ``load(pack=True)`` keeps whole models
+(Gemma 3, and the three Gemma 4 styles) exactly as they were; and the errors."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import minigemma
+import minigemma.linear as fast
+from minigemma.generate import generate_ids
+from minigemma.linear import ROW_BLOCKS, Linear, PackedLinear, linear, pack_model
+
+from .test_gemma4 import STYLES, make_tiny_gemma4
+
+
+@pytest.mark.parametrize("N,K", [(256, 64), (2048, 640), (640, 2048), (262144 // 64, 640), (100, 64)])
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (1, 1, 1), (2, 1), (1, 7)])
+def test_linear_equals_f_linear(N, K, shape):
+    gen = torch.Generator().manual_seed(N + K)
+    w, x = torch.randn(N, K, generator=gen), torch.randn(*shape, K, generator=gen)
+    y = linear(x, w)
+    assert y.shape == (*shape, N)
+    torch.testing.assert_close(y, F.linear(x, w), atol=1e-4, rtol=1e-5)  # float32: the sums (~25) in another order
+    assert torch.equal(linear(x.bfloat16(), w.bfloat16()), F.linear(x.bfloat16(), w.bfloat16()))  # bf16: untouched
+
+
+def test_one_row_takes_the_batched_product_and_odd_shapes_do_not(monkeypatch):
+    calls = []
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda *a: calls.append(a[0].shape) or bmm(*a))
+    w = torch.randn(64, 32)
+    linear(torch.randn(1, 1, 32), w)
+    assert calls == [(ROW_BLOCKS, 64 // ROW_BLOCKS, 32)]
+    linear(torch.randn(3, 32), w)  # many rows: a matrix-matrix product
+    linear(torch.randn(1, 32), torch.randn(40, 32))  # 40 rows do not split into 16 blocks
+    linear(torch.randn(1, 32), torch.randn(32, 64).T)  # a non-contiguous weight cannot be viewed as blocks
+    assert len(calls) == 1
+
+
+def test_linear_module_keeps_the_checkpoint_key():
+    layer = Linear(8, 4)
+    assert list(layer.state_dict()) == ["weight"] and layer.bias is None
+
+
+@pytest.mark.parametrize("N,K", [(256, 64), (2048, 640), (640, 2048), (4096, 640), (262144 // 16, 640)])
+@pytest.mark.parametrize("rows", [1, 3, 40])
+def test_packed_bf16_layer_is_bit_identical_to_f_linear(N, K, rows):
+    gen = torch.Generator().manual_seed(N)
+    w, x = torch.randn(N, K, generator=gen).bfloat16(), torch.randn(2, rows, K, generator=gen).bfloat16()
+    assert torch.equal(PackedLinear(w)(x), F.linear(x, w))
+
+
+@pytest.mark.parametrize("style", sorted(STYLES))
+@torch.no_grad()
+def test_packed_gemma4_models_equal_unpacked_ones(style, tmp_path, hf_tokenizer_dir):
+    make_tiny_gemma4(tmp_path, hf_tokenizer_dir, style)
+    plain, _ = minigemma.load(tmp_path, dtype=torch.bfloat16, progress=False)
+    packed, _ = minigemma.load(tmp_path, pack=True, progress=False)  # pack: bf16 by default
+    assert packed.dtype == torch.bfloat16
+    assert not any(type(m) in (torch.nn.Linear, Linear) for name, m in packed.named_modules())
+    ids = torch.randint(3, 262144, (2, 20), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(packed(ids), plain(ids))
+    prompt = list(range(1000, 1012))
+    assert list(generate_ids(packed, prompt, max_new_tokens=12)) == list(generate_ids(plain, prompt, max_new_tokens=12))
+
+
+@torch.no_grad()
+def test_packed_real_model_generates_the_same_text(gguf_path):
+    plain, tok = minigemma.load(gguf_path, dtype=torch.bfloat16, progress=False)
+    packed, _ = minigemma.load(gguf_path, pack=True, progress=False)
+    prompt = tok.encode("The capital of France is", add_bos=True)
+    ours = list(generate_ids(packed, prompt, max_new_tokens=16))
+    assert ours == list(generate_ids(plain, prompt, max_new_tokens=16))
+    assert packed.head(torch.zeros(1, 640, dtype=torch.bfloat16)).shape == (1, 262144)
+
+
+def test_pack_errors_name_the_problem(gguf_path, monkeypatch):
+    with pytest.raises(ValueError, match="quantize= already packs"):
+        minigemma.load(gguf_path, pack=True, quantize="int8", progress=False)
+    with pytest.raises(ValueError, match="pack=True is for bfloat16 weights, not torch.float32"):
+        minigemma.load(gguf_path, pack=True, dtype=torch.float32, progress=False)
+    model, _ = minigemma.load(gguf_path, progress=False)
+    with pytest.raises(ValueError, match="pack=True is for bfloat16"):
+        pack_model(model)
+    monkeypatch.setattr(fast, "can_pack", lambda: False)
+    with pytest.raises(ValueError, match="oneDNN"):
+        pack_model(model.to(torch.bfloat16))
