@@ -61,7 +61,11 @@ class LayerCache:
 
     def _write(self, k, v, positions):
         n = min(v.shape[2], self.size)  # only the last `size` new entries can stay
-        slots = positions[-n:] % self.size
+        start = int(positions[-n]) % self.size
+        if start + n <= self.size:  # consecutive positions, no wrap: a slice (a plain copy, unlike indexing)
+            slots = slice(start, start + n)
+        else:
+            slots = positions[-n:] % self.size
         if self.k is not None:
             self.k[:, :, slots] = k[:, :, -n:]
         self.v[:, :, slots] = v[:, :, -n:]
