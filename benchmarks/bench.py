@@ -13,8 +13,10 @@ A ratio above 1.0 means minigemma is faster. Not a test: timings depend on the m
 The roofline (``roofline``): decoding one token reads every weight once (the tied head included)
 plus the KV cache so far, so tokens/s × bytes per step ≤ memory bandwidth. It measures
 - the streaming read bandwidth (summing a float32 tensor far larger than the caches, best of 5);
-- what the matrix-vector kernels reach on the 262,144 × 640 head: float32, bf16, packed int8, int4;
-- decode tokens/s of minigemma in float32, bf16, int8, int4 (mixed), int4-all and of transformers
+- what the matrix-vector kernels reach on the 262,144 × 640 head: float32 and bf16 ``F.linear``, our
+  float32 row blocks and oneDNN-packed bf16 (``linear.py``), packed int8 and int4;
+- decode tokens/s of minigemma in float32, bf16, bf16 with ``pack=True``, int8, int4 (mixed),
+  int4-all and of transformers
   in float32 and bf16 (the same GGUF weights, same threads, runs interleaved), with the bytes each
   step reads, the limit bandwidth ÷ bytes, the fraction of it reached, and ratios vs transformers.
 """
@@ -148,11 +150,20 @@ def kernel_bandwidths(repeat=5):
     """Bytes/s each matrix-vector kernel reaches on a (262144, 640) matrix -- the Gemma head."""
     from minigemma.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8, weight_bytes
 
+    from minigemma.linear import PackedLinear, linear
+
     w = torch.randn(262144, 640)
     out = {}
     for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
         wd, x = w.to(dtype), torch.randn(1, 640, dtype=dtype)
-        out[name] = wd.numel() * wd.element_size() / best(lambda: torch.nn.functional.linear(x, wd), repeat)
+        out[f"{name} F.linear"] = wd.numel() * wd.element_size() / best(lambda: torch.nn.functional.linear(x, wd),
+                                                                         repeat)
+    x = torch.randn(1, 640)
+    out["float32 row blocks (minigemma)"] = w.numel() * 4 / best(lambda: linear(x, w), repeat)
+    wb, x = w.bfloat16(), x.bfloat16()
+    packed = PackedLinear(wb)
+    out["bfloat16 oneDNN-packed (minigemma, pack=True)"] = wb.numel() * 2 / best(lambda: packed(x), repeat)
+    del packed
     for act, dtype in (("bf16", torch.bfloat16), ("float32", torch.float32)):  # the activations' dtype
         x = torch.randn(1, 640, dtype=dtype)
         for name, layer in (("int8", Int8Linear(*quantize_int8(w), dtype)),
@@ -183,7 +194,8 @@ def roofline(args, n=32, repeat=3):
     bandwidth = read_bandwidth()
     kernels = kernel_bandwidths()
     base, tok = minigemma.load(path, progress=False)
-    ours = {"float32": base, "bfloat16": copy.deepcopy(base).to(torch.bfloat16)}
+    ours = {"float32": base, "bfloat16": copy.deepcopy(base).to(torch.bfloat16),
+            "bfloat16, pack=True": minigemma.load(path, progress=False, pack=True)[0]}
     for mode in ("int8", "int4", "int4-all"):  # bf16 activations: load's default with quantize
         ours[mode] = minigemma.load(path, progress=False, quantize=mode)[0]
     hf32 = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
@@ -218,26 +230,25 @@ def roofline(args, n=32, repeat=3):
              "| vs transformers float32 | vs transformers same dtype |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     hf_best = {k: max(rates[("transformers", k)]) for k in theirs}
+    peer = {"float32": "float32", "bfloat16": "bfloat16", "bfloat16, pack=True": "bfloat16"}  # same dtype
+    mb = {}
     for (who, k), r in rates.items():
-        model = runs[(who, k)][1]
-        nbytes = step_bytes(model, context) if who == "minigemma" else hf_weights[k] + (
+        # Packed weights are the bf16 numbers in another layout: a step reads what plain bf16 reads.
+        same_numbers = ours["bfloat16"] if k == "bfloat16, pack=True" else ours[k]
+        nbytes = step_bytes(same_numbers, context) if who == "minigemma" else hf_weights[k] + (
             step_bytes(ours[k], context) - step_bytes(ours[k], 0))
+        mb[(who, k)] = nbytes / 1e6
         limit = bandwidth / nbytes
-        same = hf_best.get(k if k in hf_best else "float32")
+        same = f"{max(r) / hf_best[peer[k]]:.2f}×" if k in peer else "—"
         lines.append(f"| {who} | {k} | {nbytes / 1e6:,.0f} | {max(r):.1f} ({min(r):.1f}–{max(r):.1f}) | {limit:.1f} "
-                     f"| {100 * max(r) / limit:.0f} % | {max(r) / hf_best['float32']:.2f}× "
-                     f"| {max(r) / same:.2f}× |" if k in hf_best else
-                     f"| {who} | {k} | {nbytes / 1e6:,.0f} | {max(r):.1f} ({min(r):.1f}–{max(r):.1f}) | {limit:.1f} "
-                     f"| {100 * max(r) / limit:.0f} % | {max(r) / hf_best['float32']:.2f}× | — |")
+                     f"| {100 * max(r) / limit:.0f} % | {max(r) / hf_best['float32']:.2f}× | {same} |")
     table = "\n".join(lines)
     print(table, flush=True)
     (ROOT / "benchmarks" / "results_roofline.md").write_text(table + "\n")
     import json
 
     rows = [{"program": who, "weights": k, "tokens_per_s": max(r), "range": [min(r), max(r)],
-             "mb_per_step": (step_bytes(runs[(who, k)][1], context) if who == "minigemma" else
-                             hf_weights[k] + step_bytes(ours[k], context) - step_bytes(ours[k], 0)) / 1e6}
-            for (who, k), r in rates.items()]
+             "mb_per_step": mb[(who, k)]} for (who, k), r in rates.items()]
     (ROOT / "benchmarks" / "results_roofline.json").write_text(json.dumps(
         {"threads": args.threads, "bandwidth": bandwidth, "kernels": kernels, "rows": rows}, indent=1))
     return table

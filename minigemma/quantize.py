@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import PackedLinear
 from .moe import Experts
 
 MODES = ("int8", "int4", "int4-all")
@@ -357,5 +358,5 @@ def dequantized_copy_state(model):
 def weight_bytes(model):
     """Bytes the model's parameters and buffers hold (weights as stored: codes + scales), plus the
     oneDNN-packed weights of ``linear.PackedLinear`` layers, which are neither."""
-    packed = [m.packed for m in model.modules() if hasattr(m, "packed")]
+    packed = [m.packed for m in model.modules() if isinstance(m, PackedLinear)]
     return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()) + packed)

@@ -10,6 +10,7 @@ import minigemma
 import minigemma.linear as fast
 from minigemma.generate import generate_ids
 from minigemma.linear import ROW_BLOCKS, Linear, PackedLinear, linear, pack_model
+from minigemma.quantize import weight_bytes
 
 from .test_gemma4 import STYLES, make_tiny_gemma4
 
@@ -73,6 +74,8 @@ def test_packed_real_model_generates_the_same_text(gguf_path):
     ours = list(generate_ids(packed, prompt, max_new_tokens=16))
     assert ours == list(generate_ids(plain, prompt, max_new_tokens=16))
     assert packed.head(torch.zeros(1, 640, dtype=torch.bfloat16)).shape == (1, 262144)
+    embedding = plain.embed_tokens.weight
+    assert weight_bytes(packed) == weight_bytes(plain) + embedding.numel() * embedding.element_size()  # + the head copy
 
 
 def test_pack_errors_name_the_problem(gguf_path, monkeypatch):
