@@ -48,7 +48,7 @@ class Router(nn.Module):
 
 
 GROUPED_MM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what F.grouped_mm takes on CPU (torch 2.13)
-LOOP_FROM = 32  # rows per expert (N·k / E) from which experts_loop is as fast: 512 tokens at top-8 of 128
+LOOP_FROM = 64  # rows per expert (N·k / E) from which experts_loop is about as fast: 1,024 tokens, top-8 of 128
 
 
 class Experts(nn.Module):
@@ -69,11 +69,11 @@ class Experts(nn.Module):
 
         Two ways to run the same dispatch, chosen by how many rows each expert gets. With few
         (decoding, short prompts: 64 tokens give each of 128 experts ~4 rows) a Python loop over
-        the experts would spend most of its time in Python, so ``experts_grouped`` runs them all
-        in two calls. From ``LOOP_FROM`` rows per expert on, that overhead is small beside the
-        matrix products and ``experts_loop`` is as fast or faster: its per-expert pieces are
-        small, while the grouped version's (N·k, D) intermediates are big fresh allocations the
-        OS must page in (both measured in benchmarks/results_moe.md).
+        the experts spends most of its time in Python, so ``experts_grouped`` runs them all in two
+        calls. From ``LOOP_FROM`` rows per expert on, the loop's overhead is small beside the
+        matrix products, and ``experts_loop`` is about as fast or faster
+        (benchmarks/results_moe.md) while holding less memory: one expert's rows at a time, where
+        the grouped version builds (N·k, D) intermediates.
         """
         if x.dtype in GROUPED_MM_DTYPES and index.numel() < LOOP_FROM * self.num_experts:
             return experts_grouped(self, x, index, weights)
@@ -85,25 +85,30 @@ class Experts(nn.Module):
 def experts_grouped(experts, x, index, weights):
     """Every picked expert in two calls of ``F.grouped_mm``: x: (N, D), index/weights: (N, k) -> (N, D).
 
-    ``experts_loop`` without its loop: the rows are sorted into one block per expert in the same
-    way, and grouped_mm, given the stacked weights and where each block ends (``offs``),
-    multiplies block e by weight e. On CPU torch runs one matrix product per block in C++, so an
-    expert nobody picked (an empty block) costs next to nothing, and no weight is copied.
+    ``experts_loop`` without its loop. The (token, choice) entries are sorted into one block per
+    expert as there; each call gets the stacked weights (E, out, in), the entries as columns and
+    where each expert's block of columns ends (``offs``), and multiplies weight e by block e:
+    ``W x`` for every expert at once. On CPU torch runs one matrix product per block in C++, so
+    an expert nobody picked (an empty block) costs next to nothing, and no weight is copied.
+
+    Why the weight on the left: with a few tokens per expert each product is nearly a
+    matrix-vector product, and the CPU's BLAS ran these about twice as fast this way round as
+    the usual ``x @ W.T`` (the block of benchmarks/bench_moe.py, 64 tokens, 2 threads).
     """
     k = index.shape[1]
     flat_expert = index.reshape(-1)  # (N·k,): one entry per (token, choice)
     order = flat_expert.argsort(stable=True)  # group the entries by expert; ties keep token order
     token_of = order // k  # (N·k,) the token each sorted entry belongs to
     counts = torch.bincount(flat_expert, minlength=experts.num_experts)  # (E,) entries per expert
-    offs = counts.cumsum(0).to(torch.int32)  # (E,) expert e's block ends at row offs[e]
+    offs = counts.cumsum(0).to(torch.int32)  # (E,) expert e's block ends at entry offs[e]
     rows = x[token_of]  # (N·k, D): each entry's token, in expert blocks
-    # grouped_mm multiplies by weight[e] as it is, so the (out, in) weights go in transposed: a view
-    gate_up = F.grouped_mm(rows, experts.gate_up_proj.transpose(1, 2), offs=offs)  # (N·k, 2I)
-    gate, up = gate_up.chunk(2, dim=-1)  # (N·k, I) each
+    gate_up = F.grouped_mm(experts.gate_up_proj, rows.T, offs=offs)  # (2I, N·k): weight e times block e
+    gate, up = gate_up.T.chunk(2, dim=-1)  # (N·k, I) each
     # the router weight goes in before down_proj, which is linear: on I columns instead of D
     hidden = F.gelu(gate, approximate="tanh") * up * weights.reshape(-1)[order, None].to(x.dtype)  # (N·k, I)
-    y = F.grouped_mm(hidden, experts.down_proj.transpose(1, 2), offs=offs)  # (N·k, D)
-    return torch.zeros_like(x).index_add_(0, token_of, y)  # (N, D): each token adds its k rows, in expert order
+    # made contiguous, hidden is laid out entry by entry like rows, so hidden.T is the fast layout, as rows.T
+    y = F.grouped_mm(experts.down_proj, hidden.contiguous().T, offs=offs)  # (D, N·k)
+    return torch.zeros_like(x).index_add_(0, token_of, y.T)  # (N, D): each token adds its k rows, in expert order
 
 
 def experts_loop(experts, x, index, weights):

@@ -48,14 +48,15 @@ def routed(router, n, seed=1):
     return x, index, weights.detach()
 
 
-@pytest.mark.parametrize("n", [1, 50, 200])
+@pytest.mark.parametrize("n", [1, 50, 600])
 def test_every_dispatch_version_agrees(block, n):
     """The grouped products, the loop over experts and the per-token loop add the same products in
-    the same (expert) order, so they agree within 1e-6. What differs: how the products are batched,
-    and where the router weight is applied (the grouped version scales the hidden activations
-    before down_proj, the loops scale down_proj's output). The dense version also adds every
-    unpicked expert times 0, in another order: 1e-5. 200 tokens give 50 rows per expert, past
-    LOOP_FROM, so Experts.forward runs the loop there; experts_grouped is checked at every size."""
+    the same (expert) order, so they agree within 1e-6. What differs: how the products are batched
+    (and written: W x in the grouped version, x Wᵀ in the loops), and where the router weight is
+    applied (the grouped version scales the hidden activations before down_proj, the loops scale
+    down_proj's output). The dense version also adds every unpicked expert times 0, in another
+    order: 1e-5. 600 tokens give 150 rows per expert, past LOOP_FROM, so Experts.forward runs the
+    loop there; experts_grouped is checked at every size."""
     experts, router, _ = block
     x, index, weights = routed(router, n)
     with torch.no_grad():
