@@ -12,9 +12,13 @@ Each MoE layer keeps its dense MLP and adds an expert branch beside it:
   (``post_feedforward_layernorm_2``) and added to the normed dense output (``..._1``) -- see
   ``decoder.py``.
 
-Dispatch: tokens are grouped by expert (sort by expert id), every expert that was picked runs
-once on its batch of tokens, and the results are scattered back, so the cost grows with
-tokens × top-k, not with the number of experts.
+Dispatch: the (token, choice) pairs are sorted by expert, so every picked expert's tokens form
+one block of rows; each picked expert runs once on its block and the results are added back onto
+their tokens, so the cost grows with tokens × top-k, not with the number of experts. The blocks
+run either in two grouped matrix products (``experts_grouped``, ``F.grouped_mm``) or in a Python
+loop over the experts (``experts_loop``, the readable version); ``Experts.forward`` takes the
+grouped products while experts get few rows each and the loop once they get many (measured in
+benchmarks/results_moe.md). Left out: expert parallelism across devices, capacity limits.
 """
 
 import torch
@@ -43,6 +47,10 @@ class Router(nn.Module):
         return weights * self.per_expert_scale[index], index, probs
 
 
+GROUPED_MM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what F.grouped_mm takes on CPU (torch 2.13)
+LOOP_FROM = 128  # rows per expert (N·k / E) from which experts_loop is faster: 2,048 tokens, top-8 of 128
+
+
 class Experts(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -57,26 +65,76 @@ class Experts(nn.Module):
         return F.linear(F.gelu(gate, approximate="tanh") * up, self.down_proj[e])
 
     def forward(self, x, index, weights):
-        """x: (N, D), index/weights: (N, k) -> (N, D), the weighted sum of each token's experts."""
-        N, k = index.shape
-        flat_expert = index.reshape(-1)  # (N·k,): one entry per (token, choice)
-        order = flat_expert.argsort(stable=True)  # group the entries by expert
-        token_of = order // k  # (N·k,) the token each sorted entry belongs to
-        counts = torch.bincount(flat_expert, minlength=self.num_experts).tolist()
-        out = torch.zeros_like(x)
-        start = 0
-        for e, n in enumerate(counts):
-            if n == 0:
-                continue  # an expert nobody picked costs nothing
-            rows = order[start:start + n]
-            tokens = token_of[start:start + n]
-            y = self.expert_mlp(e, x[tokens])  # (n, D)
-            out.index_add_(0, tokens, y * weights.reshape(-1)[rows, None].to(y.dtype))
-            start += n
-        return out
+        """x: (N, D), index/weights: (N, k) -> (N, D), the weighted sum of each token's experts.
+
+        Two ways to run the same dispatch, chosen by how many rows each expert gets. With few
+        (decoding, short prompts: 64 tokens give each of 128 experts ~4 rows) a Python loop over
+        the experts spends most of its time in Python, so ``experts_grouped`` runs them all in two
+        calls. From ``LOOP_FROM`` rows per expert on, the loop's overhead is small beside the
+        matrix products, and ``experts_loop`` is about as fast or faster
+        (benchmarks/results_moe.md) while holding less memory: one expert's rows at a time, where
+        the grouped version builds (N·k, D) intermediates.
+        """
+        if x.dtype in GROUPED_MM_DTYPES and index.numel() < LOOP_FROM * self.num_experts:
+            return experts_grouped(self, x, index, weights)
+        return experts_loop(self, x, index, weights)  # many rows per expert, or a dtype like float64
 
 
-# --- Two teaching baselines (notebook 07 builds them; benchmarks/bench_moe.py times them) -------
+# The dispatch written four ways: two fast (Experts.forward picks one), two slow baselines.
+# Notebook 07 builds them; benchmarks/bench_moe.py times them.
+def experts_grouped(experts, x, index, weights):
+    """Every picked expert in two calls of ``F.grouped_mm``: x: (N, D), index/weights: (N, k) -> (N, D).
+
+    ``experts_loop`` without its loop. The (token, choice) entries are sorted into one block per
+    expert as there; each call gets the stacked weights (E, out, in), the entries as columns and
+    where each expert's block of columns ends (``offs``), and multiplies weight e by block e:
+    ``W x`` for every expert at once. On CPU torch runs one matrix product per block in C++, so
+    an expert nobody picked (an empty block) costs next to nothing, and no weight is copied.
+
+    Why the weight on the left: with a few tokens per expert each product is nearly a
+    matrix-vector product, and the CPU's BLAS ran these about twice as fast this way round as
+    the usual ``x @ W.T`` (the block of benchmarks/bench_moe.py, 64 tokens, 2 threads).
+    """
+    k = index.shape[1]
+    flat_expert = index.reshape(-1)  # (N·k,): one entry per (token, choice)
+    order = flat_expert.argsort(stable=True)  # group the entries by expert; ties keep token order
+    token_of = order // k  # (N·k,) the token each sorted entry belongs to
+    counts = torch.bincount(flat_expert, minlength=experts.num_experts)  # (E,) entries per expert
+    offs = counts.cumsum(0).to(torch.int32)  # (E,) expert e's block ends at entry offs[e]
+    rows = x[token_of]  # (N·k, D): each entry's token, in expert blocks
+    gate_up = F.grouped_mm(experts.gate_up_proj, rows.T, offs=offs)  # (2I, N·k): weight e times block e
+    gate, up = gate_up.T.chunk(2, dim=-1)  # (N·k, I) each
+    # the router weight goes in before down_proj, which is linear: on I columns instead of D
+    hidden = F.gelu(gate, approximate="tanh") * up * weights.reshape(-1)[order, None].to(x.dtype)  # (N·k, I)
+    # made contiguous, hidden is laid out entry by entry like rows, so hidden.T is the fast layout, as rows.T
+    y = F.grouped_mm(experts.down_proj, hidden.contiguous().T, offs=offs)  # (D, N·k)
+    return torch.zeros_like(x).index_add_(0, token_of, y.T)  # (N, D): each token adds its k rows, in expert order
+
+
+def experts_loop(experts, x, index, weights):
+    """The picked experts one at a time, in Python: x: (N, D), index/weights: (N, k) -> (N, D).
+
+    The readable version (notebook 07 builds it); also what quantised experts run
+    (``quantize.QuantExperts``: ``F.grouped_mm`` cannot take packed int8/int4 matrices).
+    """
+    k = index.shape[1]
+    flat_expert = index.reshape(-1)  # (N·k,): one entry per (token, choice)
+    order = flat_expert.argsort(stable=True)  # group the entries by expert
+    token_of = order // k  # (N·k,) the token each sorted entry belongs to
+    counts = torch.bincount(flat_expert, minlength=experts.num_experts).tolist()
+    out = torch.zeros_like(x)
+    start = 0
+    for e, n in enumerate(counts):
+        if n == 0:
+            continue  # an expert nobody picked costs nothing
+        rows = order[start:start + n]
+        tokens = token_of[start:start + n]
+        y = experts.expert_mlp(e, x[tokens])  # (n, D)
+        out.index_add_(0, tokens, y * weights.reshape(-1)[rows, None].to(y.dtype))
+        start += n
+    return out
+
+
 def experts_naive(experts, x, index, weights):
     """One token at a time, one chosen expert at a time: obviously right, very slow."""
     out = torch.zeros_like(x)

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear import PackedLinear
-from .moe import Experts
+from .moe import Experts, experts_loop
 
 MODES = ("int8", "int4", "int4-all")
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # what the packed kernels accept
@@ -214,8 +214,9 @@ class QuantEmbedding(nn.Module):
 
 
 class QuantExperts(Experts):
-    """A mixture-of-experts layer's experts with quantised weights: the same grouped dispatch
-    (``moe.Experts.forward``), each expert's matrices an ``Int8Linear`` / ``Int4Linear``."""
+    """A mixture-of-experts layer's experts with quantised weights, each expert's matrices an
+    ``Int8Linear`` / ``Int4Linear``. ``F.grouped_mm`` cannot take packed matrices, so these run
+    the Python loop over the picked experts (``moe.experts_loop``) through ``expert_mlp``."""
 
     def __init__(self, gate_up, down):
         nn.Module.__init__(self)  # not Experts.__init__: no float weights to allocate
@@ -225,6 +226,9 @@ class QuantExperts(Experts):
     def expert_mlp(self, e, x):
         gate, up = self.gate_up[e](x).chunk(2, dim=-1)  # (n, I) each
         return self.down[e](F.gelu(gate, approximate="tanh") * up)
+
+    def forward(self, x, index, weights):
+        return experts_loop(self, x, index, weights)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import minigemma
+from minigemma import moe
 from minigemma.config import TextConfig
-from minigemma.moe import Experts, Router, active_parameters, experts_dense, experts_naive
+from minigemma.moe import (LOOP_FROM, Experts, Router, active_parameters, experts_dense, experts_grouped,
+                          experts_loop, experts_naive)
 from minigemma.train_tiny_moe import (OUT, evaluate, expert_shares, kind_information, load_tiny_moe, validation_data,
                                      with_untrained_routers)
 
@@ -39,17 +41,103 @@ def test_router_choices_have_no_ties_and_weights_are_scaled(block):
     torch.testing.assert_close(weights, renormed * router.per_expert_scale[index])
 
 
-def test_grouped_dispatch_equals_the_naive_loop_and_the_dense_version(block):
-    """Same experts, same weights, summed in the same (expert) order; only matmul batching differs."""
-    experts, router, x = block
+def routed(router, n, seed=1):
+    """n random tokens and the router's choices for them: x (n, D), index (n, k), weights (n, k)."""
+    x = torch.randn(n, 48, generator=torch.Generator().manual_seed(seed))
     weights, index, _ = router(x)
+    return x, index, weights.detach()
+
+
+@pytest.mark.parametrize("n", [1, 50, 600])
+def test_every_dispatch_version_agrees(block, n):
+    """The grouped products, the loop over experts and the per-token loop add the same products in
+    the same (expert) order, so they agree within 1e-6. What differs: how the products are batched
+    (and written: W x in the grouped version, x Wᵀ in the loops), and where the router weight is
+    applied (the grouped version scales the hidden activations before down_proj, the loops scale
+    down_proj's output). The dense version also adds every unpicked expert times 0, in another
+    order: 1e-5. 600 tokens give 150 rows per expert, past LOOP_FROM, so Experts.forward runs the
+    loop there; experts_grouped is checked at every size."""
+    experts, router, _ = block
+    x, index, weights = routed(router, n)
     with torch.no_grad():
-        fast = experts(x, index, weights)
-        torch.testing.assert_close(fast, experts_naive(experts, x, index, weights), atol=1e-6, rtol=1e-6)
-        torch.testing.assert_close(fast, experts_dense(experts, x, index, weights), atol=1e-5, rtol=1e-5)
+        loop = experts_loop(experts, x, index, weights)
+        for version in (experts_grouped, experts_naive, Experts.forward):
+            torch.testing.assert_close(version(experts, x, index, weights), loop, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(experts_dense(experts, x, index, weights), loop, atol=1e-5, rtol=1e-5)
 
 
-def test_unpicked_experts_cost_nothing(block):
+def test_forward_takes_the_grouped_products_for_few_rows_per_expert_and_grouped_mm_dtypes(block, monkeypatch):
+    experts, router, _ = block
+    taken = []
+    for name in ("experts_grouped", "experts_loop"):
+        version = getattr(moe, name)
+        monkeypatch.setattr(moe, name, lambda *a, version=version, name=name: taken.append(name) or version(*a))
+    few = LOOP_FROM * CFG.num_experts // CFG.top_k_experts - 1  # just under LOOP_FROM rows per expert
+    x, index, weights = routed(router, 20)
+    experts64 = Experts(CFG).double()
+    experts64.load_state_dict(experts.state_dict())
+    with torch.no_grad():
+        for n in (1, few, few + 1):
+            experts(*routed(router, n))
+        out = experts64(x.double(), index, weights)  # grouped_mm has no float64 kernel: the loop runs
+    assert taken == ["experts_grouped", "experts_grouped", "experts_loop", "experts_loop"]
+    assert out.dtype == torch.float64
+    with pytest.raises(RuntimeError, match="Float32, BFloat16 or Float16"):  # why forward checks the dtype
+        experts_grouped(experts64, x.double(), index, weights)
+
+
+def test_grouped_and_loop_agree_in_bfloat16(block):
+    """grouped_mm's bfloat16 kernel against the loop's F.linear: equal up to bfloat16 rounding."""
+    experts, router, _ = block
+    x, index, weights = routed(router, 50)
+    half = Experts(CFG).bfloat16()
+    half.load_state_dict(experts.state_dict())
+    with torch.no_grad():
+        grouped = experts_grouped(half, x.bfloat16(), index, weights)
+        loop = experts_loop(half, x.bfloat16(), index, weights)
+        exact = experts_loop(experts, x, index, weights)
+    assert grouped.dtype == torch.bfloat16
+    torch.testing.assert_close(grouped.float(), loop.float(), atol=3e-2, rtol=2e-2)
+    torch.testing.assert_close(grouped.float(), exact, atol=5e-2, rtol=5e-2)
+
+
+def test_grouped_and_loop_have_the_same_gradients(block):
+    """Training runs whichever version forward picks, so both must give the same gradients for the
+    input, the router weights and both expert matrices. A router weight's gradient is a sum over
+    the I hidden units in the grouped version (it scales the hidden activations) and over the D
+    outputs in the loop, with some cancellation: 1e-4."""
+    experts, router, _ = block
+    x, index, weights = routed(router, 50)
+    probe = torch.randn(50, 48, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for version in (experts_grouped, experts_loop):
+        xg, wg = x.clone().requires_grad_(), weights.clone().requires_grad_()
+        experts.zero_grad()
+        (version(experts, xg, index, wg) * probe).sum().backward()
+        grads.append([xg.grad, wg.grad, experts.gate_up_proj.grad, experts.down_proj.grad])
+    experts.zero_grad(set_to_none=True)
+    for grouped, loop in zip(*grads):
+        torch.testing.assert_close(grouped, loop, atol=1e-4, rtol=1e-4)
+
+
+def test_unpicked_experts_are_never_read(block):
+    """Every expert nobody picked set to NaN: a version that touched one (a padded batch, a dense
+    product) would return NaN."""
+    experts, router, _ = block
+    x, index, weights = routed(router, 3)
+    poisoned = Experts(CFG)
+    poisoned.load_state_dict(experts.state_dict())
+    unpicked = torch.ones(CFG.num_experts, dtype=torch.bool)
+    unpicked[index.unique()] = False
+    assert unpicked.sum() >= 4
+    with torch.no_grad():
+        poisoned.gate_up_proj[unpicked] = float("nan")
+        poisoned.down_proj[unpicked] = float("nan")
+        for version in (experts_grouped, experts_loop):
+            torch.testing.assert_close(version(poisoned, x, index, weights), version(experts, x, index, weights))
+
+
+def test_loop_runs_each_picked_expert_once(block):
     experts, router, x = block
     index = torch.zeros(50, 4, dtype=torch.long)
     index[:, 1:] = torch.tensor([1, 2, 3])
@@ -62,7 +150,7 @@ def test_unpicked_experts_cost_nothing(block):
 
     torch.nn.functional.linear = counting
     try:
-        experts(x, index, torch.full((50, 4), 0.25))
+        experts_loop(experts, x, index, torch.full((50, 4), 0.25))
     finally:
         torch.nn.functional.linear = original
     assert len(calls) == 2 * 4  # gate_up and down, for the 4 experts that were picked, once each

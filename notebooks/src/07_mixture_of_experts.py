@@ -6,7 +6,8 @@
 # - the router of Gemma 4 26B-A4B: which input it reads (the raw residual), its norm and scales,
 #   softmax, top-8, renormalisation, and the per-expert scale;
 # - the experts and three ways to run them: a per-token loop, "every expert on every token", and
-#   **grouped dispatch**, worked by hand on 6 tokens, then timed;
+#   **grouped dispatch**, worked by hand on 6 tokens; then grouped dispatch without its Python
+#   loop, as two **grouped matrix products** (what the package runs), and all of them timed;
 # - why the model stores 25.2B parameters but uses about 3.8B per token;
 # - what a small trained MoE does with English, French, Python and arithmetic, and which of its
 #   routing patterns survive a comparison with an **untrained router**.
@@ -245,12 +246,58 @@ with torch.no_grad():
 print("all three equal the package's Experts")
 
 # %% [markdown]
-# **Cost.** Timed here on a block with 64 experts, top-8 (timings vary from run to run, so this
-# cell's output is not compared when the notebook is tested):
+# ### Without the loop: two grouped matrix products
+# `run_grouped` still loops over the experts in Python: up to 128 small products per layer for
+# 26B-A4B. With 64 tokens, each of the 128 experts gets about 4 rows, so that loop spends most of
+# its time in Python, not in arithmetic.
+# [`torch.nn.functional.grouped_mm`](https://docs.pytorch.org/docs/main/generated/torch.nn.functional.grouped_mm.html)
+# runs the whole loop in one call. It takes
+# - the stacked weights `(E, out, in)`, as the checkpoint stores them;
+# - the sorted entries as the **columns** of one matrix, one block of columns per expert;
+# - `offs`: where each expert's block ends, the running total of `counts` (for the 6-token
+#   example, `[3, 5, 9, 12]`);
+#
+# and multiplies weight `e` by block `e` for every `e` (on a CPU, a loop of matrix products in
+# C++; an expert with an empty block costs next to nothing). Two details:
+# - the weight is on the left (`W x`, tokens as columns): with a few tokens per expert each
+#   product is nearly a matrix-vector product, and the CPU's math library runs those about twice
+#   as fast this way round as `x @ W.T`;
+# - the router weight multiplies the hidden activations, before `down_proj`: a linear layer
+#   scales with its input, so this equals weighting the output, on `I` numbers instead of `D`.
+
+# %%
+def run_grouped_mm(x, index, weights):
+    flat = index.reshape(-1)
+    order = flat.argsort(stable=True)
+    tokens = order // index.shape[1]  # the token of each sorted entry
+    offs = torch.bincount(flat, minlength=cfg.num_experts).cumsum(0).to(torch.int32)  # (E,) block ends
+    cols = x[tokens].T  # (D, N·k): one column per entry, in expert blocks
+    gate, up = F.grouped_mm(E["gate_up_proj"], cols, offs=offs).chunk(2, dim=0)  # (I, N·k) each
+    hidden = F.gelu(gate, approximate="tanh") * up * weights.reshape(-1)[order]  # (I, N·k)
+    y = F.grouped_mm(E["down_proj"], hidden, offs=offs)  # (D, N·k)
+    return torch.zeros_like(x).index_add_(0, tokens, y.T)  # (N, D): each token adds its k columns
+
+print("offs for the 6-token example:", torch.bincount(toy_index.reshape(-1), minlength=4).cumsum(0).tolist())
+with torch.no_grad():
+    torch.testing.assert_close(run_grouped_mm(x, i, w), experts(x, i, w))
+print("grouped matrix products equal the package's Experts")
+
+# %% [markdown]
+# This is what `Experts.forward` runs while experts get few rows each (`minigemma.moe.experts_grouped`,
+# which also lays `hidden` out token by token, the layout `grouped_mm` reads fastest). Measured in
+# `benchmarks/results_moe.md` (128 experts, top-8, width 512, 2 threads), at 64 tokens it runs
+# 7,862 tokens/s: 2.6× the loop over experts (3,060) and 1.9× transformers' `grouped_mm` path
+# (4,149), which puts its weights on the right. With many rows per expert the loop's Python
+# overhead stops mattering and the loop is faster again (2,048 tokens, 128 rows per expert: 30,135
+# tokens/s against 18,670), so from 128 rows per expert on the package runs the loop
+# (`moe.LOOP_FROM`).
+#
+# **Cost.** All four timed here on a block with 64 experts, top-8 (timings vary from run to run, so
+# this cell's output is not compared when the notebook is tested):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from minigemma.moe import experts_dense, experts_naive
+from minigemma.moe import experts_dense, experts_loop, experts_naive
 big = TextConfig(model_type="gemma4_text", hidden_size=256, num_hidden_layers=1, layer_types=("full_attention",),
                  num_attention_heads=4, num_key_value_heads=1, enable_moe_block=True, num_experts=64,
                  top_k_experts=8, moe_intermediate_size=64)
@@ -261,22 +308,24 @@ with torch.no_grad():
     for n in (1, 64, 512):
         xb = torch.randn(n, 256)
         wb, ib, _ = r_big(xb)
-        for name, fn in [("per-token loop", experts_naive), ("every expert", experts_dense), ("grouped", None)]:
+        for name, fn in [("per-token loop", experts_naive), ("every expert", experts_dense),
+                         ("loop over experts", experts_loop), ("grouped matmul (package)", None)]:
             run = (lambda: e_big(xb, ib, wb)) if fn is None else (lambda: fn(e_big, xb, ib, wb))
             run()
             start = time.perf_counter(); run(); results[(name, n)] = n / (time.perf_counter() - start)
 fig, ax = plt.subplots(figsize=(7, 3))
-for j, name in enumerate(["per-token loop", "every expert", "grouped"]):
-    ax.bar([k + (j - 1) * 0.27 for k in range(3)], [results[(name, n)] for n in (1, 64, 512)], 0.27, label=name)
+for j, name in enumerate(["per-token loop", "every expert", "loop over experts", "grouped matmul (package)"]):
+    ax.bar([k + (j - 1.5) * 0.2 for k in range(3)], [results[(name, n)] for n in (1, 64, 512)], 0.2, label=name)
 ax.set_xticks(range(3), ["1 token", "64 tokens", "512 tokens"]); ax.set_yscale("log"); ax.set_ylabel("tokens / s (log)")
 ax.legend(loc="upper left", fontsize=8); plt.show()
 
 # %% [markdown]
-# With one token, grouping and the loop do the same work; with many, grouping wins because each
-# expert's tokens share one matrix product. `benchmarks/bench_moe.py` measures the same three
-# against transformers' experts block on the same weights (the README has the table): at 2,048
-# tokens grouping is ~30× the loop, ~15× the dense version and 1.6–2× transformers; at 64 tokens
-# transformers' single grouped kernel wins.
+# With one token every version but the dense one does about the same work; with more, grouping
+# wins because each expert's tokens share one matrix product, and while experts get only a few
+# rows each, the grouped matrix products beat the loop over experts. `benchmarks/bench_moe.py`
+# measures them against transformers' experts block on the same weights (the README has the
+# table): at 2,048 tokens the loop over experts is ~27× the per-token loop, ~14× the dense version
+# and 1.5–1.75× transformers.
 #
 # ## 4. Where the experts sit in a Gemma 4 layer
 # `h` is the residual after attention. The dense MLP runs as in every Gemma layer; beside it:
