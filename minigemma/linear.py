@@ -1,9 +1,10 @@
-"""Linear layers that decode at the speed of memory: ``y = x Wᵀ`` for one token, on every core.
+"""Linear layers for decoding: ``y = x Wᵀ`` for one token, on every core.
 
 Decoding one token multiplies a single row of activations by every weight matrix of the model: a
 *matrix-vector* product. It does one multiply-add per weight it reads, so its speed is set by how
 fast the weights stream from memory, not by arithmetic (the roofline in ``benchmarks/bench.py``).
-Two CPU cores together stream about 31 GB/s here; one core alone gets about 12.
+Two CPU cores together stream 30-54 GB/s here (a ``sum``, measured in several runs); one core
+alone gets about 12.
 
 Measured with torch 2.13 on our 2-core x86 machine (``benchmarks/bench.py`` prints the kernel
 table), PyTorch's own products leave much of that on the table:
@@ -12,14 +13,14 @@ table), PyTorch's own products leave much of that on the table:
   (12 GB/s, the same with 1 or 2 threads). The *batched* matrix product ``torch.bmm`` spreads its
   batch over the cores. So ``linear`` below cuts ``W`` (N, K) into ``ROW_BLOCKS`` blocks of rows,
   a free view (16, N/16, K), and multiplies every block by the same column ``x`` in one ``bmm``:
-  the same sums, 2-3x faster, at the streaming limit. The column enters as a transposed row (strides
+  the same sums, 2.5-3x faster (30-34 GB/s). The column enters as a transposed row (strides
   (0, 1, K)), which the library runs as a batched matrix product; a contiguous (K, 1) column picks a
   slower loop. Nothing is copied and no memory is added.
-* **bfloat16:** ``F.linear`` uses both cores but reaches only about half the limit (14-17 GB/s), and
+* **bfloat16:** ``F.linear`` uses both cores but reaches only 13-18 GB/s on the head, and
   the ``bmm`` trick makes it slower. What helps is **packing**: oneDNN (the CPU kernel library that
   ships inside PyTorch, exposed as ``torch.ops.mkldnn``) can reorder a weight once, at load time,
-  into the blocked layout its kernel reads (``PackedLinear``); the product then runs at the streaming
-  limit and gives *bit-identical* results in bf16. ``load(..., dtype=torch.bfloat16, pack=True)``
+  into the blocked layout its kernel reads (``PackedLinear``); the product then runs 1.6-2x faster
+  (24-28 GB/s) and gives *bit-identical* results in bf16. ``load(..., dtype=torch.bfloat16, pack=True)``
   swaps every linear layer of the decoder for a packed one. (Packing float32 helps too, but less
   than the row blocks do for one token, so ``pack`` is for bf16 only.) The price: a packed weight
   is an opaque tensor (no slicing, no state_dict), and the tied output head needs a packed *copy*
