@@ -9,14 +9,14 @@ import torch.nn.functional as F
 import minigemma
 import minigemma.linear as fast
 from minigemma.generate import generate_ids
-from minigemma.linear import ROW_BLOCKS, Linear, PackedLinear, linear, pack_model
+from minigemma.linear import FEW_ROWS, ROW_BLOCKS, Linear, PackedLinear, linear, pack_model
 from minigemma.quantize import weight_bytes
 
 from .test_gemma4 import STYLES, make_tiny_gemma4
 
 
 @pytest.mark.parametrize("N,K", [(256, 64), (2048, 640), (640, 2048), (262144 // 64, 640), (100, 64)])
-@pytest.mark.parametrize("shape", [(1,), (1, 1), (1, 1, 1), (2, 1), (1, 7)])
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (1, 1, 1), (2, 1), (1, 7), (2, 32), (3, 40)])  # 120 rows: F.linear
 def test_linear_equals_f_linear(N, K, shape):
     gen = torch.Generator().manual_seed(N + K)
     w, x = torch.randn(N, K, generator=gen), torch.randn(*shape, K, generator=gen)
@@ -26,17 +26,19 @@ def test_linear_equals_f_linear(N, K, shape):
     assert torch.equal(linear(x.bfloat16(), w.bfloat16()), F.linear(x.bfloat16(), w.bfloat16()))  # bf16: untouched
 
 
-def test_one_row_takes_the_batched_product_and_odd_shapes_do_not(monkeypatch):
+def test_few_rows_take_the_batched_product_and_many_rows_or_odd_shapes_do_not(monkeypatch):
     calls = []
     bmm = torch.bmm
-    monkeypatch.setattr(torch, "bmm", lambda *a: calls.append(a[0].shape) or bmm(*a))
+    monkeypatch.setattr(torch, "bmm", lambda *a: calls.append(a[1].shape) or bmm(*a))
     w = torch.randn(64, 32)
     linear(torch.randn(1, 1, 32), w)
-    assert calls == [(ROW_BLOCKS, 64 // ROW_BLOCKS, 32)]
-    linear(torch.randn(3, 32), w)  # many rows: a matrix-matrix product
+    linear(torch.randn(1, 5, 32), w)  # a speculative verification pass
+    assert calls == [(ROW_BLOCKS, 32, 1), (ROW_BLOCKS, 32, 5)]
+    linear(torch.randn(FEW_ROWS + 1, 32), w)  # many rows: the library's matrix-matrix product
     linear(torch.randn(1, 32), torch.randn(40, 32))  # 40 rows do not split into 16 blocks
     linear(torch.randn(1, 32), torch.randn(32, 64).T)  # a non-contiguous weight cannot be viewed as blocks
-    assert len(calls) == 1
+    linear(torch.randn(0, 32), w)  # no rows at all
+    assert len(calls) == 2
 
 
 def test_linear_module_keeps_the_checkpoint_key():

@@ -100,8 +100,9 @@ for name, gbs in roof["kernels"].items():
 # So cut the matrix into 16 blocks of rows, a free `view` of shape (16, N/16, K), and multiply every
 # block by the same column in one *batched* product, `torch.bmm`, which the library spreads over the
 # cores. The sums are the same (in another order, so float32 rounding may differ in the last bit).
-# `minigemma.linear.linear` does exactly this whenever one float32 row meets a weight, which is why
-# a plain `minigemma.load(...)` decodes float32 about 3× faster than transformers (`benchmarks/results_roofline.md`).
+# `minigemma.linear.linear` does exactly this whenever up to 64 float32 rows meet a weight
+# (`F.linear` is even slower on 2–64 rows than on one), which is why a plain `minigemma.load(...)`
+# decodes float32 about 3× faster than transformers (`benchmarks/results_roofline.md`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT

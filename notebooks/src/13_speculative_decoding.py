@@ -66,6 +66,13 @@ times = {n: pass_time(n) for n in sizes}
 # cores, as on the shared machine where this notebook was last run) each pass gets only slices of
 # a core, arithmetic becomes the bottleneck, and the curve climbs towards the straight line —
 # then speculative decoding cannot win, however good the drafts. Look at your own plot.
+#
+# One more thing moves the curve: how close the *one*-token pass already is to the memory limit.
+# Since notebook 12's row blocks, our float32 single-token pass streams its weights about 3× faster
+# than before, while 5 tokens still cost more arithmetic: on the idle machine the head took 13 ms
+# for 1 row and 29 ms for 5. So a pass of 5 costs about twice a pass of 1, and drafts pay only when
+# most of them are accepted (`benchmarks/results_speculative.md`: 2.25× when the text repeats a
+# list, 0.87× on free text).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
