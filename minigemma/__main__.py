@@ -1,11 +1,19 @@
 """Command line: ``python -m minigemma generate "PROMPT" [--model SOURCE] [--max-new-tokens N] ...``
 and ``python -m minigemma chat [--system TEXT] [--thinking] ...`` (an interactive chat: type a
-message, the model answers in the conversation format of its family; an empty line or Ctrl-D ends)."""
+message, the model answers in the conversation format of its family; an empty line or Ctrl-D ends).
+Both take ``--quantize int8|int4|int4-all`` or ``--pack`` for faster decoding."""
 
 import argparse
 import sys
 
 import torch
+
+
+def _speed_options(parser):
+    """The load options that trade memory or exactness for speed (see README, "Faster decoding")."""
+    parser.add_argument("--quantize", choices=("int8", "int4", "int4-all"), default=None,
+                        help="weight-only quantisation, run with bf16 activations (quantize.py)")
+    parser.add_argument("--pack", action="store_true", help="bf16 weights packed for oneDNN's kernel (linear.py)")
 
 
 def main(argv=None):
@@ -21,6 +29,7 @@ def main(argv=None):
     g.add_argument("--top-p", type=float, default=None)
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    _speed_options(g)
     c = sub.add_parser("chat", help="an interactive chat in the terminal")
     c.add_argument("--model", default="gemma3-270m",
                    help="'gemma3-270m' (default; a base model: it continues chats, it was not tuned for them)")
@@ -32,6 +41,7 @@ def main(argv=None):
     c.add_argument("--min-p", type=float, default=None)
     c.add_argument("--seed", type=int, default=None)
     c.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    _speed_options(c)
     args = parser.parse_args(argv)
     if args.command == "chat":
         return _chat(args)
@@ -41,7 +51,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        model, tokenizer = load(args.model)
+        model, tokenizer = load(args.model, quantize=args.quantize, pack=args.pack)
         print(args.prompt, end="", flush=True)
         generate(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                  top_k=args.top_k, top_p=args.top_p, seed=args.seed,
@@ -60,7 +70,7 @@ def _chat(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        model, tokenizer = load(args.model, progress=False)
+        model, tokenizer = load(args.model, progress=False, quantize=args.quantize, pack=args.pack)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

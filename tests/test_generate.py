@@ -105,6 +105,16 @@ def test_cli_reports_errors_cleanly(tmp_path):
     assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_cli_speed_options_load_the_faster_model_and_refuse_a_bad_combination():
+    run = [sys.executable, "-m", "minigemma", "generate", "The capital of France is", "--max-new-tokens", "6"]
+    for option in (["--quantize", "int8"], ["--pack"]):
+        out = subprocess.run(run + option, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert len(out.stdout) > len("The capital of France is") + 5
+    out = subprocess.run(run + ["--quantize", "int4", "--pack"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "quantize= already packs" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_cache_limits_are_clear_errors(tiny):
     model, _ = tiny
     cache = minigemma.KVCache(model.config, batch=1, max_len=4)
