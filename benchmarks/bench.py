@@ -148,9 +148,8 @@ def read_bandwidth(repeat=5):
 
 def kernel_bandwidths(repeat=5):
     """Bytes/s each matrix-vector kernel reaches on a (262144, 640) matrix -- the Gemma head."""
-    from minigemma.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8, weight_bytes
-
     from minigemma.linear import PackedLinear, linear
+    from minigemma.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8, weight_bytes
 
     w = torch.randn(262144, 640)
     out = {}

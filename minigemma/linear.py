@@ -71,6 +71,15 @@ def can_pack() -> bool:
     return torch.backends.mkldnn.is_available()
 
 
+def check_pack_args(dtype):
+    """Raise unless ``pack=True`` can serve weights of this dtype here (``load`` asks before reading)."""
+    if not can_pack():
+        raise ValueError("pack=True needs PyTorch's oneDNN (mkldnn) CPU kernels, which this PyTorch build lacks")
+    if dtype != torch.bfloat16:  # float32 few-row products already stream through row blocks (``linear``)
+        raise ValueError(f"pack=True is for bfloat16 weights, not {dtype}: float32 decoding already runs at the "
+                         "memory limit through row blocks (linear.py)")
+
+
 def pack_weight(weight):
     """(N, K) float weight -> an opaque oneDNN tensor holding the same numbers in the kernel's layout."""
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 1)  # 1: tuned for one row
@@ -117,11 +126,7 @@ def pack_model(model):
 
     Only the text decoder: towers run once per image or clip, not once per token. Quantised
     layers are already packed (``quantize.py``), so the two do not combine."""
-    if not can_pack():
-        raise ValueError("pack=True needs PyTorch's oneDNN (mkldnn) CPU kernels, which this PyTorch build lacks")
-    if model.dtype != torch.bfloat16:  # float32 one-row products already stream at the limit (``linear``)
-        raise ValueError(f"pack=True is for bfloat16 weights (load with dtype=torch.bfloat16), not {model.dtype}: "
-                         "float32 decoding already runs at the memory limit through row blocks")
+    check_pack_args(model.dtype)
     towers = ("vision_tower", "embed_vision", "audio_tower", "embed_audio")
     for name, module in list(model.named_modules()):
         if name.split(".")[0] in towers:

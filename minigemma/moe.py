@@ -80,6 +80,16 @@ class Experts(nn.Module):
         return experts_loop(self, x, index, weights)  # many rows per expert, or a dtype like float64
 
 
+def group_by_expert(index, num_experts):
+    """(N, k) chosen expert ids -> the (token, choice) entries sorted into one block per expert:
+    ``order`` (N·k,) the flat entry at each sorted place, ``token_of`` (N·k,) its token, ``counts``
+    (E,) the entries of each expert (block e is the next ``counts[e]`` places)."""
+    flat_expert = index.reshape(-1)  # (N·k,): one entry per (token, choice)
+    order = flat_expert.argsort(stable=True)  # group the entries by expert; ties keep token order
+    token_of = order // index.shape[1]  # (N·k,) the token each sorted entry belongs to
+    return order, token_of, torch.bincount(flat_expert, minlength=num_experts)
+
+
 # The dispatch written four ways: two fast (Experts.forward picks one), two slow baselines.
 # Notebook 07 builds them; benchmarks/bench_moe.py times them.
 def experts_grouped(experts, x, index, weights):
@@ -95,11 +105,7 @@ def experts_grouped(experts, x, index, weights):
     matrix-vector product, and the CPU's BLAS ran these about twice as fast this way round as
     the usual ``x @ W.T`` (the block of benchmarks/bench_moe.py, 64 tokens, 2 threads).
     """
-    k = index.shape[1]
-    flat_expert = index.reshape(-1)  # (N·k,): one entry per (token, choice)
-    order = flat_expert.argsort(stable=True)  # group the entries by expert; ties keep token order
-    token_of = order // k  # (N·k,) the token each sorted entry belongs to
-    counts = torch.bincount(flat_expert, minlength=experts.num_experts)  # (E,) entries per expert
+    order, token_of, counts = group_by_expert(index, experts.num_experts)
     offs = counts.cumsum(0).to(torch.int32)  # (E,) expert e's block ends at entry offs[e]
     rows = x[token_of]  # (N·k, D): each entry's token, in expert blocks
     gate_up = F.grouped_mm(experts.gate_up_proj, rows.T, offs=offs)  # (2I, N·k): weight e times block e
@@ -117,14 +123,10 @@ def experts_loop(experts, x, index, weights):
     The readable version (notebook 07 builds it); also what quantised experts run
     (``quantize.QuantExperts``: ``F.grouped_mm`` cannot take packed int8/int4 matrices).
     """
-    k = index.shape[1]
-    flat_expert = index.reshape(-1)  # (N·k,): one entry per (token, choice)
-    order = flat_expert.argsort(stable=True)  # group the entries by expert
-    token_of = order // k  # (N·k,) the token each sorted entry belongs to
-    counts = torch.bincount(flat_expert, minlength=experts.num_experts).tolist()
+    order, token_of, counts = group_by_expert(index, experts.num_experts)
     out = torch.zeros_like(x)
     start = 0
-    for e, n in enumerate(counts):
+    for e, n in enumerate(counts.tolist()):
         if n == 0:
             continue  # an expert nobody picked costs nothing
         rows = order[start:start + n]

@@ -18,7 +18,7 @@ from .audio import AudioConfig
 from .config import TextConfig
 from .decoder import Gemma
 from .gguf import GGUFFile
-from .linear import pack_model
+from .linear import check_pack_args, pack_model
 from .mtp import Drafter, DrafterConfig, drafter_expected_keys
 from .quantize import check_quantize_args, quantize_model
 from .tokenizer import Tokenizer
@@ -106,9 +106,8 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
     check_quantize_args(quantize, dtype, group_size)
     if pack and quantize is not None:
         raise ValueError("pack=True is for float weights; quantize= already packs its int8/int4 weights")
-    if pack and dtype != torch.bfloat16:
-        raise ValueError(f"pack=True is for bfloat16 weights, not {dtype}: float32 decoding already runs at the "
-                         "memory limit through row blocks (linear.py)")
+    if pack:
+        check_pack_args(dtype)
     path = resolve(source)
     towers = {}  # vision_config / audio_config of a multimodal checkpoint
     gguf = None
@@ -131,11 +130,10 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
         raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model's embedding only "
                               f"{config.vocab_size} rows: ids past {config.vocab_size - 1} would have no embedding")
     model = build_model(config, state, dtype, **towers)
+    del state  # the model holds the weights now; a quantised or packed copy replaces them in place
     if quantize is not None:
-        del state  # the float copy goes before the quantised one is built
         quantize_model(model, quantize, group_size, gguf)
     if pack:
-        del state
         pack_model(model)
     return model, tokenizer
 
