@@ -1,12 +1,8 @@
 """Text generation: run the prompt once, then one token at a time with the KV cache.
 
-Choosing the next token from the logits ("sampling"):
-
-* ``temperature = 0`` takes the most likely token (greedy, deterministic);
-* otherwise the logits are divided by the temperature (lower = sharper), optionally cut to the
-  ``top_k`` best tokens and/or to the smallest set whose probability reaches ``top_p`` and/or to
-  the tokens at least ``min_p`` times as likely as the best one, and a token is drawn from what
-  is left, with a ``seed`` for reproducible draws.
+How each token is chosen (greedy, temperature, top-k, top-p, min-p, seed) is a ``Sampling``
+(``sampling.py``); every function here takes one, or its fields as keyword options
+(``generate(model, tok, prompt, temperature=0.8, top_p=0.95)``).
 
 Generation stops at a *stop id* (by default the tokenizer's end-of-sequence and end-of-turn
 tokens: ``<eos>``, Gemma 3's ``<end_of_turn>``, Gemma 4's ``<turn|>``; see ``default_stop_ids``)
@@ -19,48 +15,13 @@ decoding takes the most likely *allowed* token and sampling draws among the allo
 byte tokens is held back until its second half arrives); ``generate`` collects it into a string.
 """
 
-import math
-
 import torch
 
 from .cache import KVCache
-from .multimodal import MARKERS, multimodal_prompt
-
-
-def sample_next(logits, temperature=0.0, top_k=None, top_p=None, generator=None, min_p=None, allowed=None) -> int:
-    """logits: (vocab,) -> the chosen token id. ``allowed``: optional (vocab,) bool mask."""
-    if allowed is not None:  # a constraint: forbidden tokens can be neither the argmax nor drawn
-        logits = logits.masked_fill(~allowed, float("-inf"))
-    probs = sampling_distribution(logits, temperature, top_k, top_p, min_p)
-    if probs is None:
-        return int(logits.float().argmax())  # the same choice; float32 argmax is 4x faster than bf16's
-    return int(torch.multinomial(probs, 1, generator=generator))
-
-
-def sampling_distribution(logits, temperature=0.0, top_k=None, top_p=None, min_p=None):
-    """logits: (vocab,) -> the probabilities a token is drawn from (vocab,), or None for greedy."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if min_p is not None and not 0 <= min_p <= 1:
-        raise ValueError(f"min_p must be in [0, 1], got {min_p}")
-    if temperature == 0:
-        return None
-    logits = logits.float() / temperature
-    if top_k is not None:
-        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None:
-        sorted_logits, order = logits.sort(descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
-    if min_p is not None:  # keep tokens with p >= min_p * p_max, i.e. logit >= max + log(min_p)
-        logits = logits.masked_fill(logits < logits.max() + math.log(max(min_p, 1e-45)), float("-inf"))
-    return logits.softmax(-1)
+from .constrained import JSONConstraint
+from .multimodal import media_prompt
+from .sampling import Sampling
+from .speculative import speculative_ids
 
 
 def default_stop_ids(tokenizer) -> set:
@@ -73,19 +34,16 @@ def default_stop_ids(tokenizer) -> set:
     return ids
 
 
-@torch.no_grad()
-def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
-                 seed=None, stop_ids=None, min_p=None, constraint=None, images=None, videos=None, audio=None,
-                 assistant=None, num_draft_tokens=None):
-    """Yield new token ids one by one (stops at an id in ``stop_ids``, which is not yielded).
-
-    ``constraint``: an object with ``allowed() -> (vocab,) bool tensor``, ``advance(id)`` and
-    ``done``; generation stops (without a stop id) as soon as the constraint is ``done``.
-    ``images`` / ``videos`` / ``audio`` fill the prompt's placeholder tokens (``multimodal.py``);
-    they go into the prompt's forward pass only. ``assistant`` (with ``num_draft_tokens``, default
-    4) switches on speculative decoding (``speculative.py``): same text, fewer target passes.
-    """
+def check_prompt(model, prompt_ids, max_new_tokens) -> list:
+    """The prompt as a list of ints, or a clear error if it cannot be continued by this many tokens."""
+    if isinstance(prompt_ids, torch.Tensor):
+        if prompt_ids.dim() > 1 and prompt_ids.shape[0] != 1:
+            raise ValueError(f"generation continues one prompt; got a tensor of shape {tuple(prompt_ids.shape)} "
+                             "(for a batch, call it once per row)")
+        prompt_ids = prompt_ids.reshape(-1).tolist()
     prompt_ids = [int(i) for i in prompt_ids]
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
     context = model.config.max_position_embeddings
     if not prompt_ids:
         raise ValueError("the prompt is empty: give at least one token (e.g. <bos>)")
@@ -95,28 +53,42 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, temperature=0.0, top_k=No
         raise ValueError(f"the prompt ({len(prompt_ids)} tokens) plus max_new_tokens ({max_new_tokens}) "
                          f"exceeds the model's context of {context}; ask for at most "
                          f"{context - len(prompt_ids)} new tokens")
+    return prompt_ids
+
+
+@torch.no_grad()
+def generate_ids(model, prompt_ids, max_new_tokens=64, sampling=None, stop_ids=None, constraint=None,
+                 images=None, videos=None, audio=None, assistant=None, num_draft_tokens=None, **options):
+    """Yield new token ids one by one (stops at an id in ``stop_ids``, which is not yielded).
+
+    ``sampling`` / ``options``: how to pick each token (``Sampling``, or its fields by name).
+    ``constraint``: an object with ``allowed() -> (vocab,) bool tensor``, ``advance(id)`` and
+    ``done``; generation stops (without a stop id) as soon as the constraint is ``done``.
+    ``images`` / ``videos`` / ``audio`` fill the prompt's placeholder tokens (``multimodal.py``);
+    they go into the prompt's forward pass only. ``assistant`` (with ``num_draft_tokens``, default
+    4) switches on speculative decoding (``speculative.py``): same text, fewer target passes.
+    """
+    sampling = Sampling.of(sampling, **options)
+    prompt_ids = check_prompt(model, prompt_ids, max_new_tokens)
+    media = {k: v for k, v in dict(images=images, videos=videos, audio=audio).items() if v is not None}
     if assistant is not None:
-        if images is not None or videos is not None or audio is not None:
+        if media:
             raise ValueError("speculative decoding (assistant=...) takes text prompts only, not media")
         if constraint is not None:
             raise ValueError("speculative decoding (assistant=...) cannot be combined with a constraint (json_schema)")
-        from .speculative import speculative_ids  # imported here: speculative.py imports this module
-
         yield from speculative_ids(model, prompt_ids, assistant, 4 if num_draft_tokens is None else num_draft_tokens,
-                                   max_new_tokens, temperature, top_k, top_p, seed, stop_ids, min_p=min_p)
+                                   max_new_tokens, sampling, stop_ids)
         return
     if num_draft_tokens is not None:
         raise ValueError("num_draft_tokens needs an assistant (assistant=...) to draft them")
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    dtype = model.dtype
-    cache = KVCache(model.config, batch=1, max_len=len(prompt_ids) + max_new_tokens, dtype=dtype)
+    generator = sampling.generator()
+    cache = KVCache(model.config, batch=1, max_len=len(prompt_ids) + max_new_tokens, dtype=model.dtype)
     ids = torch.tensor([prompt_ids])  # (1, T)
-    media = dict(images=images, videos=videos, audio=audio)
     for _ in range(max_new_tokens):
         logits = model(ids, cache=cache, last_only=True, **media)[0, -1]  # (vocab,)
         media = {}  # only the prompt holds placeholders
         allowed = constraint.allowed() if constraint is not None else None
-        nxt = sample_next(logits, temperature, top_k, top_p, generator, min_p, allowed)
+        nxt, _ = sampling.pick(logits, generator, allowed)
         if constraint is not None:
             if constraint.advance(nxt):  # False: the end token, after a complete value
                 yield nxt
@@ -137,10 +109,9 @@ def _held_back(text, stops):
                default=0)
 
 
-def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None,
-                    top_p=None, seed=None, add_bos=True, min_p=None, stop=None, stop_ids=None,
-                    json_schema=None, images=None, videos=None, audio=None, assistant=None,
-                    num_draft_tokens=None):
+def stream_generate(model, tokenizer, prompt, max_new_tokens=64, sampling=None, add_bos=True, stop=None,
+                    stop_ids=None, json_schema=None, images=None, videos=None, audio=None, assistant=None,
+                    num_draft_tokens=None, **options):
     """Yield pieces of the completion text as they are generated.
 
     ``stop``: strings that end the completion (not included); text that might be the start of one
@@ -148,13 +119,14 @@ def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0
     ``default_stop_ids(tokenizer)``). ``json_schema``: constrain the output to JSON valid for the
     schema (see ``constrained.py``); generation then ends when the value is complete.
     With media, a string ``prompt`` holds ``<|image|>`` / ``<|video|>`` / ``<|audio|>`` markers (one per
-    item) that ``multimodal_prompt`` expands into placeholder tokens; a marker without its item is an
-    error, not text.
+    item) that ``multimodal.media_prompt`` expands into placeholder tokens; on a model without
+    towers the markers are plain text.
     """
-    if isinstance(prompt, str) and (images or videos or audio or any(m in prompt for m in MARKERS)):
-        prompt_ids = multimodal_prompt(tokenizer, prompt, images or (), videos or (), audio or (), add_bos)
+    sampling = Sampling.of(sampling, **options)
+    if isinstance(prompt, str):
+        prompt_ids = media_prompt(model, tokenizer, prompt, images, videos, audio, add_bos)
     else:
-        prompt_ids = tokenizer.encode(prompt, add_bos=add_bos) if isinstance(prompt, str) else list(prompt)
+        prompt_ids = prompt
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if any(not isinstance(s, str) or not s for s in stops):
         raise ValueError(f"stop strings must be non-empty strings, got {stop!r}")
@@ -162,12 +134,10 @@ def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0
     if json_schema is not None:
         if stops:
             raise ValueError("stop strings cannot be combined with json_schema: the schema decides where the output ends")
-        from .constrained import JSONConstraint
         constraint = JSONConstraint(json_schema, tokenizer, max_new_tokens)
     stop_ids = default_stop_ids(tokenizer) if stop_ids is None else set(stop_ids)
     new, printed = [], ""
-    for i in generate_ids(model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed,
-                          stop_ids=stop_ids, min_p=min_p, constraint=constraint,
+    for i in generate_ids(model, prompt_ids, max_new_tokens, sampling, stop_ids=stop_ids, constraint=constraint,
                           images=images, videos=videos, audio=audio,
                           assistant=assistant, num_draft_tokens=num_draft_tokens):
         new.append(i)
@@ -190,20 +160,16 @@ def stream_generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0
         yield text[len(printed):]
 
 
-def generate(model, tokenizer, prompt, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None,
-             seed=None, add_bos=True, stream=None, min_p=None, stop=None, stop_ids=None,
-             json_schema=None, images=None, videos=None, audio=None, assistant=None,
-             num_draft_tokens=None) -> str:
+def generate(model, tokenizer, prompt, max_new_tokens=64, sampling=None, stream=None, **kwargs) -> str:
     """Return the completion of ``prompt`` (a string, or a list of ids); ``stream(text)`` is
-    called with each new piece as it comes, e.g. ``stream=print``-like callables.
-    With ``json_schema`` the result is JSON text valid for the schema (``json.loads`` it).
-    Media: see ``stream_generate``. Speculative decoding: ``assistant=`` and
-    ``num_draft_tokens=`` (``generate_ids``)."""
+    called with each new piece as it comes (``stream=print``-like callables).
+
+    Every other keyword is ``stream_generate``'s: the sampling options (``temperature``, ``top_k``,
+    ``top_p``, ``min_p``, ``seed``, or ``sampling=Sampling(...)``), ``stop``, ``stop_ids``,
+    ``json_schema`` (the result is then JSON text valid for the schema), media (``images``,
+    ``videos``, ``audio``) and speculative decoding (``assistant``, ``num_draft_tokens``)."""
     pieces = []
-    for piece in stream_generate(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p,
-                                 seed, add_bos, min_p=min_p, stop=stop, stop_ids=stop_ids,
-                                 json_schema=json_schema, images=images, videos=videos, audio=audio,
-                                 assistant=assistant, num_draft_tokens=num_draft_tokens):
+    for piece in stream_generate(model, tokenizer, prompt, max_new_tokens, sampling, **kwargs):
         pieces.append(piece)
         if stream is not None:
             stream(piece)

@@ -169,3 +169,43 @@ def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_
             text_run = ""
         ids += part
     return ids
+
+
+def has_towers(model) -> bool:
+    """Whether ``model`` can see or hear: a ``MultimodalGemma`` with at least one tower."""
+    return getattr(model, "vision_tower", None) is not None or getattr(model, "audio_tower", None) is not None
+
+
+def check_media(images=None, videos=None, audio=None):
+    """Raise a clear error unless each media argument is a list with one item per marker:
+    ``images`` of ``(patches, positions)``, ``videos`` of ``(frames, timestamps)`` (what
+    ``preprocess_image`` / ``preprocess_video`` return), ``audio`` of ``(frames, 128)`` features."""
+    for name, items, what in (("images", images, "preprocess_image(...)"),
+                              ("videos", videos, "preprocess_video(...)"),
+                              ("audio", audio, "audio_features(...)")):
+        if items is None:
+            continue
+        one = f"one {what} result per <|{name.rstrip('s')}|> marker"
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"{name} must be a list with {one}; got {type(items).__name__} "
+                             f"(wrap a single item in a list: {name}=[item])")
+        for j, item in enumerate(items):
+            pair = isinstance(item, (list, tuple)) and len(item) == 2
+            if name == "audio":
+                ok = getattr(item, "ndim", None) == 2
+            elif name == "images":
+                ok = pair and isinstance(item[0], torch.Tensor) and item[0].dim() == 2
+            else:
+                ok = pair and isinstance(item[0], (list, tuple)) and not isinstance(item[0], torch.Tensor)
+            if not ok:
+                raise ValueError(f"{name}[{j}] is not {what}'s result: {name} must be a list with {one} "
+                                 f"(a single item goes in a list: {name}=[item])")
+
+
+def media_prompt(model, tokenizer, text, images=None, videos=None, audio=None, add_bos=True) -> list:
+    """A text prompt -> ids for ``model``: with media or towers, its markers expanded by
+    ``multimodal_prompt``; on a text-only model without media, markers are plain text."""
+    check_media(images, videos, audio)
+    if not (images or videos or audio) and not has_towers(model):
+        return tokenizer.encode(text, add_bos=add_bos)
+    return multimodal_prompt(tokenizer, text, images or (), videos or (), audio or (), add_bos)

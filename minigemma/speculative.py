@@ -28,24 +28,8 @@ import torch
 
 from .cache import KVCache
 from .decoder import Gemma
-from .generate import sampling_distribution
 from .mtp import Drafter, check_pair, producer_layers
-
-
-@dataclass
-class Sampling:
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    generator: torch.Generator | None = None
-    min_p: float | None = None
-
-    def draw(self, logits):
-        """logits: (vocab,) -> (token id, the distribution it came from, or None if greedy)."""
-        probs = sampling_distribution(logits, self.temperature, self.top_k, self.top_p, self.min_p)
-        if probs is None:
-            return int(logits.argmax()), None
-        return int(torch.multinomial(probs, 1, generator=self.generator)), probs
+from .sampling import Sampling
 
 
 @dataclass
@@ -92,7 +76,7 @@ class MTPDrafting:
     def start(self, max_len):
         pass  # no cache of its own
 
-    def propose(self, ids, hidden, cache, k, sampling):
+    def propose(self, ids, hidden, cache, k, draw):
         """ids: every token so far (the last one not yet seen by the target); hidden: (1, 1, D) the
         target's state that chose it -> k drafts and their distributions (None when greedy)."""
         kv = {}
@@ -103,7 +87,7 @@ class MTPDrafting:
         for _ in range(k):
             embeds = self.target.embed(torch.tensor([[token]]))  # (1, 1, D): the target's embedding
             logits, hidden = self.drafter(embeds, hidden, kv, position)  # same position, same K/V each step
-            token, q = sampling.draw(logits[0, -1])
+            token, q = draw(logits[0, -1])
             drafts.append(token)
             dists.append(q)
         return drafts, dists
@@ -125,13 +109,13 @@ class ModelDrafting:
         dtype = self.model.dtype
         self.cache = KVCache(self.model.config, batch=1, max_len=max_len, dtype=dtype)
 
-    def propose(self, ids, hidden, cache, k, sampling):
+    def propose(self, ids, hidden, cache, k, draw):
         pending = torch.tensor([ids[self.cache.seen:]])  # (1, P): accepted tokens it has not seen yet
         logits = self.model(pending, cache=self.cache, last_only=True)[0, -1]
         self.mark = self.cache.checkpoint(k - 1)  # drafts 1..k-1 go into its cache, to be taken back
         drafts, dists = [], []
         for i in range(k):
-            token, q = sampling.draw(logits)
+            token, q = draw(logits)
             drafts.append(token)
             dists.append(q)
             if i < k - 1:
@@ -155,7 +139,7 @@ class PromptLookup:
     def start(self, max_len):
         pass
 
-    def propose(self, ids, hidden, cache, k, sampling):
+    def propose(self, ids, hidden, cache, k, draw):
         for n in range(min(self.max_ngram, len(ids) - 1), 0, -1):
             tail = ids[-n:]
             for start in range(len(ids) - n - 1, -1, -1):  # most recent first, not the tail itself
@@ -182,37 +166,42 @@ def as_drafting(assistant, target):
                     f"model of the same vocabulary, 'prompt_lookup', or a drafting object; got {assistant!r}")
 
 
-def verify(logits, drafts, dists, sampling):
+def verify(logits, drafts, dists, sampling, generator=None):
     """logits: (k+1, vocab) the target's rows for [t, d1..dk] -> (drafts accepted, the target's next token)."""
     for i, d in enumerate(drafts):
-        p = sampling_distribution(logits[i], sampling.temperature, sampling.top_k, sampling.top_p, sampling.min_p)
-        if p is None:  # greedy: keep the draft iff it is the target's own choice
-            if int(logits[i].argmax()) != d:
-                return i, int(logits[i].argmax())
+        if sampling.greedy:  # keep the draft iff it is the target's own choice
+            choice, _ = sampling.pick(logits[i])
+            if choice != d:
+                return i, choice
             continue
+        p = sampling.distribution(logits[i])  # (vocab,)
         q = dists[i] if dists[i] is not None else torch.nn.functional.one_hot(torch.tensor(d), p.numel()).float()
-        if torch.rand((), generator=sampling.generator) < torch.clamp(p[d] / q[d], max=1.0):
+        if torch.rand((), generator=generator) < torch.clamp(p[d] / q[d], max=1.0):
             continue  # accepted with probability min(1, p/q)
         residual = torch.clamp(p - q, min=0)  # where the target wants more than the drafter gave
         if residual.sum() <= 0:  # only by rounding (p == q): any draw from p is then correct
             residual = p
-        return i, int(torch.multinomial(residual / residual.sum(), 1, generator=sampling.generator))
-    token, _ = sampling.draw(logits[len(drafts)])  # every draft accepted: a bonus token from the last row
+        return i, int(torch.multinomial(residual / residual.sum(), 1, generator=generator))
+    token, _ = sampling.pick(logits[len(drafts)], generator)  # every draft accepted: a bonus token from the last row
     return len(drafts), token
 
 
 @torch.no_grad()
-def speculative_ids(target, prompt_ids, assistant, num_draft_tokens, max_new_tokens=64, temperature=0.0,
-                    top_k=None, top_p=None, seed=None, stop_ids=None, stats=None, min_p=None):
+def speculative_ids(target, prompt_ids, assistant, num_draft_tokens, max_new_tokens=64, sampling=None,
+                    stop_ids=None, stats=None, **options):
     """Yield new token ids, as ``generate_ids`` does, drafting ``num_draft_tokens`` per target pass.
 
-    ``stats``: a ``Stats`` to fill with what was drafted and accepted. The prompt is checked by
-    ``generate_ids`` (call it with ``assistant=``)."""
+    ``sampling`` / ``options``: as in ``generate_ids``. ``stats``: a ``Stats`` to fill with what was
+    drafted and accepted. The prompt is checked by ``generate_ids`` (call it with ``assistant=``)."""
     if not isinstance(num_draft_tokens, int) or num_draft_tokens < 1:
         raise ValueError(f"num_draft_tokens must be an integer >= 1, got {num_draft_tokens!r}")
+    sampling = Sampling.of(sampling, **options)
+    generator = sampling.generator()
+
+    def draw(logits):  # (vocab,) -> (token, its distribution or None): how drafters pick their guesses
+        return sampling.pick(logits, generator)
+
     drafting = as_drafting(assistant, target)
-    sampling = Sampling(temperature, top_k, top_p, torch.Generator().manual_seed(seed) if seed is not None else None,
-                        min_p)
     max_len = len(prompt_ids) + max_new_tokens
     cache = KVCache(target.config, batch=1, max_len=max_len, dtype=target.dtype)
     smallest = min(layer.size for layer in cache.layers if layer is not None)
@@ -221,7 +210,7 @@ def speculative_ids(target, prompt_ids, assistant, num_draft_tokens, max_new_tok
                          f"tokens must fit in the smallest ring buffer ({smallest} positions, the sliding window)")
     drafting.start(max_len)
     logits, hidden = target(torch.tensor([prompt_ids]), cache=cache, last_only=True, return_hidden=True)
-    token, _ = sampling.draw(logits[0, -1])
+    token, _ = sampling.pick(logits[0, -1], generator)
     ids, produced, pending = list(prompt_ids), 0, [token]  # pending: chosen, not yet given out
     while True:
         for t in pending:
@@ -233,10 +222,10 @@ def speculative_ids(target, prompt_ids, assistant, num_draft_tokens, max_new_tok
             if produced == max_new_tokens:
                 return
         k = min(num_draft_tokens, max_new_tokens - produced)
-        drafts, dists = drafting.propose(ids, hidden, cache, k, sampling)
+        drafts, dists = drafting.propose(ids, hidden, cache, k, draw)
         mark = cache.checkpoint(len(drafts) + 1)
         logits, hiddens = target(torch.tensor([[token] + drafts]), cache=cache, return_hidden=True)  # one pass
-        n, token = verify(logits[0], drafts, dists, sampling)
+        n, token = verify(logits[0], drafts, dists, sampling, generator)
         cache.rollback(mark, keep=n + 1)  # the last token and the accepted drafts stay
         drafting.accepted(n)
         hidden = hiddens[:, n:n + 1]  # (1, 1, D): the state that chose the new token

@@ -10,7 +10,8 @@ import torch
 
 import minigemma
 from minigemma.constrained import JSONConstraint, SchemaError
-from minigemma.generate import default_stop_ids, sample_next
+from minigemma.generate import default_stop_ids
+from minigemma.sampling import Sampling
 
 SCHEMAS = [
     {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0, "maximum": 120},
@@ -151,7 +152,7 @@ def test_generate_errors(gemma):
 
 def test_min_p_keeps_tokens_near_the_best():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    draws = {sample_next(logits, 1.0, min_p=0.5, generator=torch.Generator().manual_seed(s)) for s in range(200)}
+    draws = {Sampling(1.0, min_p=0.5).pick(logits, torch.Generator().manual_seed(s))[0] for s in range(200)}
     assert draws == {0, 1}  # 0.3 >= 0.5 * 0.5; 0.15 is not
 
 

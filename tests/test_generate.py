@@ -8,7 +8,7 @@ import torch
 
 import minigemma
 from minigemma import generate, generate_ids, stream_generate
-from minigemma.generate import sample_next
+from minigemma.sampling import Sampling
 
 from .conftest import ROOT, make_tiny_gemma3
 
@@ -36,9 +36,9 @@ def test_seed_makes_sampling_reproducible(tiny):
 
 def test_top_p_keeps_the_smallest_set_reaching_p():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    draws = {sample_next(logits, 1.0, top_p=0.75, generator=torch.Generator().manual_seed(s)) for s in range(200)}
+    draws = {Sampling(1.0, top_p=0.75).pick(logits, torch.Generator().manual_seed(s))[0] for s in range(200)}
     assert draws == {0, 1}  # 0.5 alone < 0.75; 0.5 + 0.3 reaches it
-    draws = {sample_next(logits, 1.0, top_k=3, generator=torch.Generator().manual_seed(s)) for s in range(300)}
+    draws = {Sampling(1.0, top_k=3).pick(logits, torch.Generator().manual_seed(s))[0] for s in range(300)}
     assert draws == {0, 1, 2}
 
 
@@ -78,13 +78,16 @@ def test_ids_outside_the_vocabulary(tiny):
 
 
 def test_bad_sampling_options():
-    logits = torch.zeros(5)
     with pytest.raises(ValueError, match="temperature must be >= 0"):
-        sample_next(logits, -1.0)
+        Sampling(-1.0)
     with pytest.raises(ValueError, match="top_p must be in"):
-        sample_next(logits, 1.0, top_p=1.5)
+        Sampling(1.0, top_p=1.5)
     with pytest.raises(ValueError, match="top_k must be >= 1"):
-        sample_next(logits, 1.0, top_k=0)
+        Sampling(1.0, top_k=0)
+    with pytest.raises(ValueError, match="min_p must be in"):
+        Sampling(1.0, min_p=-0.5)
+    with pytest.raises(TypeError, match="unknown sampling option temprature"):
+        Sampling.of(temprature=0.5)
 
 
 def test_empty_prompt(tiny):

@@ -12,7 +12,8 @@ import torch
 import minigemma
 from minigemma import CheckpointError, KVCache, generate_ids
 from minigemma.mtp import Drafter, DrafterConfig, producer_layers
-from minigemma.speculative import PromptLookup, Sampling, Stats, cached_kv, speculative_ids, verify
+from minigemma.sampling import Sampling
+from minigemma.speculative import PromptLookup, Stats, cached_kv, speculative_ids, verify
 
 from .conftest import hf_greedy, perturb
 from .test_gemma4 import STYLES, TINY
@@ -153,7 +154,7 @@ class Oracle:
     def start(self, max_len):
         pass
 
-    def propose(self, ids, hidden, cache, k, sampling):
+    def propose(self, ids, hidden, cache, k, draw):
         done = len(ids) - self.prompt_len
         drafts = list(self.continuation[done:done + k])
         for i in range(len(drafts)):
@@ -219,19 +220,19 @@ def test_accept_reject_rule_keeps_the_target_distribution():
     gen = torch.Generator().manual_seed(0)
     p_logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0], [0.0, 0.3, 0.0, 0.0, 1.0]])
     q = torch.tensor([0.05, 0.05, 0.6, 0.2, 0.1])
-    sampling = Sampling(temperature=1.0, generator=gen)
+    sampling = Sampling(temperature=1.0)
     counts = torch.zeros(5)
     n = 20000
     for _ in range(n):
         d = int(torch.multinomial(q, 1, generator=gen))
-        accepted, token = verify(p_logits, [d], [q], sampling)
+        accepted, token = verify(p_logits, [d], [q], sampling, gen)
         counts[d if accepted else token] += 1
     p = p_logits[0].softmax(-1)
     assert (counts / n - p).abs().max() < 0.015, (counts / n, p)
     # a deterministic (one-hot) draft, as prompt lookup makes
     counts.zero_()
     for _ in range(n):
-        accepted, token = verify(p_logits, [2], [None], sampling)
+        accepted, token = verify(p_logits, [2], [None], sampling, gen)
         counts[2 if accepted else token] += 1
     assert (counts / n - p).abs().max() < 0.015
 

@@ -151,15 +151,15 @@ axes[0].set_ylabel("probability")
 plt.show()
 
 # %% [markdown]
-# **Check against the package.** `minigemma.generate` samples with the package's `sample_next`;
+# **Check against the package.** `minigemma.generate` picks each token with the package's `Sampling`;
 # with the same random seed, drawing from our probabilities must give the same pieces.
 
 # %%
-from minigemma.generate import sample_next
+from minigemma.sampling import Sampling
 for kw in [dict(temperature=0.8), dict(temperature=1.5, top_k=40), dict(temperature=1.0, top_p=0.9)]:
     for seed in range(5):
         ours = int(torch.multinomial(sampling_probs(last, **kw), 1, generator=torch.Generator().manual_seed(seed)))
-        assert ours == sample_next(last, generator=torch.Generator().manual_seed(seed), **kw), kw
+        assert ours == Sampling(**kw).pick(last, torch.Generator().manual_seed(seed))[0], kw
 print("our sampling draws the same pieces as the package's, for temperature, top-k and top-p")
 
 # %% [markdown]
