@@ -35,9 +35,9 @@ def tiny_31b_shaped(context):
                          SLIDING: {"rope_type": "default", "rope_theta": 1e4}})
 
 
-def filled_cache(config, context, steps, keys_from_values, seed=0):
+def filled_cache(config, context, steps, values_only, seed=0):
     """A cache holding ``context`` random positions (the same for both kinds: same seed)."""
-    cache = minigemma.KVCache(config, 1, context + steps, keys_from_values=keys_from_values)
+    cache = minigemma.KVCache(config, 1, context + steps, values_only=values_only)
     gen = torch.Generator().manual_seed(seed)
     for i, layer in enumerate(cache.layers):
         n = min(layer.size, context)
@@ -61,8 +61,8 @@ def main():
     for context in args.contexts:
         config = tiny_31b_shaped(context + args.steps)
         model = minigemma.Gemma(config).eval()
-        both = filled_cache(config, context, args.steps, keys_from_values=False)
-        values = filled_cache(config, context, args.steps, keys_from_values=True)
+        both = filled_cache(config, context, args.steps, values_only=False)
+        values = filled_cache(config, context, args.steps, values_only=True)
         token = torch.tensor([[7]])
         t_both, t_values = [], []
         for _ in range(args.steps):

@@ -5,13 +5,14 @@ from .config import TextConfig
 from .cache import KVCache, kv_cache_bytes
 from .decoder import Gemma
 from .generate import generate, generate_ids, stream_generate
-from .multimodal import multimodal_prompt
+from .multimodal import MultimodalGemma, multimodal_prompt
 from .preprocess import preprocess_image, preprocess_video
 from .tokenizer import Tokenizer
 from .presets import AUDIO_PRESETS, PRESETS, preset
+from .sampling import Sampling
 from .weights import CheckpointError, expected_keys, load
 
-__all__ = ["TextConfig", "Gemma", "KVCache", "kv_cache_bytes", "Tokenizer", "CheckpointError", "load",
+__all__ = ["TextConfig", "Gemma", "MultimodalGemma", "Sampling", "KVCache", "kv_cache_bytes", "Tokenizer", "CheckpointError", "load",
            "expected_keys", "PRESETS", "preset", "generate", "generate_ids", "stream_generate",
            "multimodal_prompt", "preprocess_image", "preprocess_video", "AudioConfig", "AudioTower",
            "audio_features", "read_wav", "AUDIO_PRESETS"]

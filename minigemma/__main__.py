@@ -8,6 +8,10 @@ import sys
 
 import torch
 
+from .chat import ChatFormatError, chat
+from .generate import generate
+from .weights import load
+
 
 def _speed_options(parser):
     """The load options that trade memory or exactness for speed (see README, "Faster decoding")."""
@@ -46,8 +50,6 @@ def main(argv=None):
     if args.command == "chat":
         return _chat(args)
 
-    from . import generate, load
-
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -64,9 +66,6 @@ def main(argv=None):
 
 
 def _chat(args):
-    from . import load
-    from .chat import ChatFormatError, chat
-
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

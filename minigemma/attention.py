@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import SLIDING
-from .linear import Linear
 from .norm import RMSNorm
 from .rope import apply_rope
 
@@ -50,15 +49,15 @@ class Attention(nn.Module):
         self.H, self.K, self.hd = H, K, hd
         self.shared = config.kv_donor(layer_idx) is not None  # borrows K/V: owns no K/V weights
         self.k_eq_v = config.k_eq_v(layer_idx)
-        self.q_proj = Linear(D, H * hd)
+        self.q_proj = nn.Linear(D, H * hd, bias=False)
         self.q_norm = RMSNorm(hd, eps, off)
         if not self.shared:
-            self.k_proj = Linear(D, K * hd)
+            self.k_proj = nn.Linear(D, K * hd, bias=False)
             self.k_norm = RMSNorm(hd, eps, off)
             if not self.k_eq_v:
-                self.v_proj = Linear(D, K * hd)
+                self.v_proj = nn.Linear(D, K * hd, bias=False)
             self.v_norm = RMSNorm(hd, eps, with_scale=False) if config.is_gemma4 else None
-        self.o_proj = Linear(H * hd, D)
+        self.o_proj = nn.Linear(H * hd, D, bias=False)
         self.window = config.sliding_window if config.layer_types[layer_idx] == SLIDING else None
         self.scaling = config.attention_scaling
         self.record_probs = False  # set True to keep the attention map of the last call in .probs

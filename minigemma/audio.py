@@ -23,9 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .multimodal import audio_token_count
 from .norm import RMSNorm
 from .vision import ClippedLinear  # the same clamped linear layer serves both towers
+
+
+def audio_token_count(num_frames: int) -> int:  # (moves to audio_features.py on the audio branch)
+    for _ in range(2):
+        num_frames = (num_frames + 1) // 2
+    return num_frames
+
 
 SAMPLING_RATE = 16_000
 FRAME_LENGTH = 320  # 20 ms

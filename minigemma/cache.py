@@ -13,7 +13,7 @@ value times the key-norm weight: ``K = RoPE(V ⊙ w_k)``. Such a layer's cache c
 attention rebuilds K on read: half the memory of those layers, which are the ones that grow with
 the context. Rebuilding needs each cached position's RoPE angles; computing their cosines at every
 step would cost more than the attention itself, so the cache keeps one small table of them (only
-the pairs that p-RoPE turns), shared by those layers. ``KVCache(..., keys_from_values=False)``
+the pairs that p-RoPE turns), shared by those layers. ``KVCache(..., values_only=False)``
 keeps K and V as usual.
 """
 
@@ -96,11 +96,11 @@ class KVCache:
     """One ``LayerCache`` per layer, sized by the layer's type and shape; ``seen`` counts tokens.
 
     KV-shared layers (Gemma 4 E2B/E4B) get ``None``: they read their donor's keys and values.
-    Keys-as-values layers (26B/31B global) hold values only, unless ``keys_from_values=False``.
+    Keys-as-values layers (26B/31B global) hold values only, unless ``values_only=False``.
     """
 
     def __init__(self, config, batch: int, max_len: int, dtype=torch.float32, device=None,
-                 keys_from_values: bool = True):
+                 values_only: bool = True):
         if max_len > config.max_position_embeddings:
             raise ValueError(f"a cache of {max_len} positions exceeds the model's context of "
                              f"{config.max_position_embeddings}")
@@ -114,11 +114,26 @@ class KVCache:
                 continue
             size = layer_slots(config, i, max_len)
             key_rope = None
-            if keys_from_values and config.k_eq_v(i):
+            if values_only and config.k_eq_v(i):
                 key_rope = self.key_ropes.get(config.layer_types[i]) or turning_rope(config, i, max_len, dtype, device)
                 self.key_ropes[config.layer_types[i]] = key_rope  # one table for all such layers
             self.layers.append(LayerCache(batch, config.kv_heads_of(i), size, config.head_dim_of(i), dtype, device,
                                           key_rope))
+
+    def add_image_blocks(self, blocks):
+        """Remember which image each of the next T positions belongs to -> the blocks of every
+        position so far, (seen + T,). blocks: (T,) ids from ``multimodal.vision_blocks`` (-1: text).
+
+        Bidirectional attention inside an image needs all its tokens in one chunk; ids are made
+        unique across chunks, so that two images never count as one."""
+        start, T = self.seen, len(blocks)
+        earlier = self.blocks[:start]
+        if start and earlier[-1] >= 0 and blocks[0] >= 0:
+            raise ValueError(f"position {start} continues an image from the previous chunk: the tokens "
+                             "of an image attend to each other both ways, so pass each image in one chunk")
+        offset = int(earlier.max()) + 1 if start else 0
+        self.blocks[start:start + T] = torch.where(blocks >= 0, blocks + offset, -1)
+        return self.blocks[:start + T]
 
     def checkpoint(self, n: int):
         """Remember what the next ``n`` tokens will overwrite, so that ``rollback`` can forget them.
@@ -168,14 +183,14 @@ def turning_rope(config, i, max_len, dtype, device=None):
 
 
 def kv_cache_bytes(config, context: int, dtype=torch.bfloat16, batch: int = 1, naive: bool = False,
-                   keys_from_values: bool = True) -> int:
+                   values_only: bool = True) -> int:
     """Bytes of KV cache a model needs for ``context`` tokens -- without allocating anything.
 
     ``naive=True`` counts what a plain cache would hold: every layer, every position, K and V.
-    Otherwise it is exactly what ``KVCache(config, batch, context, dtype, keys_from_values=...)``
+    Otherwise it is exactly what ``KVCache(config, batch, context, dtype, values_only=...)``
     allocates: sliding layers hold only their window, KV-shared layers hold nothing, and
     keys-as-values layers hold V alone plus one shared table of RoPE angles (unless
-    ``keys_from_values=False``).
+    ``values_only=False``).
     """
     itemsize = torch.empty(0, dtype=dtype).element_size()
     total = 0
@@ -184,9 +199,9 @@ def kv_cache_bytes(config, context: int, dtype=torch.bfloat16, batch: int = 1, n
         if not naive and config.kv_donor(i) is not None:
             continue
         slots = context if naive else layer_slots(config, i, context)
-        values_only = not naive and keys_from_values and config.k_eq_v(i)
-        if values_only:
+        v_only = not naive and values_only and config.k_eq_v(i)
+        if v_only:
             cos, _ = turning_rope(config, i, 1, dtype)  # (1, 2r)
             tables[config.layer_types[i]] = 2 * context * cos.shape[-1] * itemsize  # cos and sin
-        total += (1 if values_only else 2) * batch * config.kv_heads_of(i) * slots * config.head_dim_of(i) * itemsize
+        total += (1 if v_only else 2) * batch * config.kv_heads_of(i) * slots * config.head_dim_of(i) * itemsize
     return total + sum(tables.values())

@@ -3,29 +3,27 @@
 Each layer is a "sandwich": RMSNorm before *and after* both attention and MLP, then the residual
 add. That double norm is Gemma's, not Llama's. The input embedding is multiplied by ``√hidden`` (the
 factor rounded to the weight dtype, as transformers does), and the output head reuses the
-embedding matrix (tied weights). ``forward`` also takes images, video frames and audio: their
-towers' soft tokens are written over placeholder tokens (``multimodal.py``), and the layers run as
-for text.
+embedding matrix (tied weights). ``Gemma.forward`` reads as the whole model does: embed -> layers
+-> norm -> head.
 
 Gemma 4 adds, each switched on by its config field: per-layer embeddings (``ple.py``), a mixture of
 experts beside the MLP (``moe.py``), KV-shared layers that borrow an earlier layer's keys and values,
 a stored per-layer output scalar (``layer_scalar``), and a final logit soft-cap ``30·tanh(x/30)``.
+Images, video and audio enter as embeddings written over placeholder tokens before the layers
+run (``multimodal.py``, whose ``MultimodalGemma`` adds the towers to this decoder).
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention
-from .audio import AudioTower
 from .config import TextConfig
-from .linear import Linear, linear
 from .mlp import MLP
 from .moe import Experts, Router
-from .multimodal import PLACEHOLDERS, MultimodalEmbedder, merge, soft_tokens, vision_blocks
 from .norm import RMSNorm
 from .ple import per_layer_branch, per_layer_inputs
 from .rope import cos_sin, inv_frequencies
-from .vision import VisionTower
 
 
 class DecoderLayer(nn.Module):
@@ -48,8 +46,8 @@ class DecoderLayer(nn.Module):
         self.ple = bool(config.hidden_size_per_layer_input)
         if self.ple:
             P = config.hidden_size_per_layer_input
-            self.per_layer_input_gate = Linear(D, P)
-            self.per_layer_projection = Linear(P, D)
+            self.per_layer_input_gate = nn.Linear(D, P, bias=False)
+            self.per_layer_projection = nn.Linear(P, D, bias=False)
             self.post_per_layer_input_norm = RMSNorm(D, eps, off)
         if config.is_gemma4:
             self.register_buffer("layer_scalar", torch.ones(1))  # stored in checkpoints
@@ -76,41 +74,25 @@ class DecoderLayer(nn.Module):
 class Gemma(nn.Module):
     """A Gemma text decoder: ``model(input_ids) -> logits``, (B, T) -> (B, T, vocab)."""
 
-    def __init__(self, config: TextConfig, vision_config=None, audio_config=None):
+    def __init__(self, config: TextConfig):
         super().__init__()
-        self.config, self.vision_config, self.audio_config = config, vision_config, audio_config
+        self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         if config.hidden_size_per_layer_input:
             L, P = config.num_hidden_layers, config.hidden_size_per_layer_input
             self.embed_tokens_per_layer = nn.Embedding(config.vocab_size_per_layer_input, L * P)
-            self.per_layer_model_projection = Linear(config.hidden_size, L * P)
+            self.per_layer_model_projection = nn.Linear(config.hidden_size, L * P, bias=False)
             self.per_layer_projection_norm = RMSNorm(P, config.rms_norm_eps, config.norm_offset)
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.norm_offset)
         # RoPE frequencies per layer type (plain tensors, not weights: they come from the config).
         dims = {config.layer_types[i]: config.head_dim_of(i) for i in range(config.num_hidden_layers)}
         self.inv_freq = {t: inv_frequencies(d, config.rope_parameters[t]) for t, d in dims.items()}
-        # The towers that turn media into soft tokens (None: a text-only model).
-        self.vision_tower = VisionTower(vision_config) if vision_config else None  # vision.py
-        self.embed_vision = MultimodalEmbedder(vision_config.hidden_size, config.hidden_size,
-                                               vision_config.rms_norm_eps) if vision_config else None
-        self.audio_tower = self.embed_audio = None  # audio.py: built from audio_config
-        if audio_config is not None:
-            self.audio_tower = AudioTower(audio_config)
-            self.embed_audio = MultimodalEmbedder(audio_config.output_proj_dims, config.hidden_size,
-                                                  audio_config.rms_norm_eps)
 
     @property
     def dtype(self):
         """The dtype of the activations (the norms', as quantised layers store integers)."""
         return self.norm.weight.dtype
-
-    def head(self, x):
-        """(..., D) -> (..., vocab): the tied output head, the embedding matrix read backwards
-        (a quantised embedding, see ``quantize.py``, brings its own packed product)."""
-        if hasattr(self.embed_tokens, "as_head"):
-            return self.embed_tokens.as_head(x)
-        return linear(x, self.embed_tokens.weight)  # (linear.py: one token runs on every core)
 
     def embed(self, input_ids):
         """(B, T) ids -> (B, T, D) scaled embeddings; raises on ids outside the vocabulary."""
@@ -120,52 +102,43 @@ class Gemma(nn.Module):
         scale = torch.tensor(self.config.hidden_size ** 0.5, dtype=self.dtype)
         return self.embed_tokens(input_ids) * scale
 
-    def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, images=None, videos=None,
-                audio=None, return_hidden=False):
+    def head(self, x):
+        """(..., D) -> (..., vocab): the tied output head, the embedding matrix read backwards.
+        A swapped embedding (``swap.py``: row blocks, packed, quantised) brings its own product."""
+        if hasattr(self.embed_tokens, "as_head"):
+            return self.embed_tokens.as_head(x)
+        return F.linear(x, self.embed_tokens.weight)
+
+    def per_layer_inputs(self, input_ids, x):
+        """(B, T) ids and their (B, T, D) embeddings -> (B, T, layers, P) per-layer inputs (PLE)."""
+        if input_ids is None:
+            raise ValueError("this model has per-layer embeddings: pass input_ids (with inputs_embeds if you "
+                             "replace some token embeddings)")
+        cfg = self.config
+        return per_layer_inputs(input_ids, x, self.embed_tokens_per_layer, self.per_layer_model_projection,
+                                self.per_layer_projection_norm, cfg.num_hidden_layers, cfg.hidden_size_per_layer_input)
+
+    def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, return_hidden=False,
+                image_blocks=None):
         """(B, T) ids and/or (B, T, D) embeddings -> (B, T, vocab) logits ((B, 1, vocab) if last_only).
 
         With a ``cache``, the tokens continue where the cache stopped and their K/V are stored.
         PLE models need ``input_ids`` even when ``inputs_embeds`` replace the token embeddings.
-        ``images`` / ``videos`` / ``audio`` (see ``multimodal.soft_tokens``) fill the placeholder tokens
-        of ``input_ids``; pass them with the chunk that holds those placeholders.
+        ``image_blocks``: (T,) the image each position belongs to (-1: text), for Gemma 4's
+        bidirectional attention inside an image (``multimodal.vision_blocks`` makes them).
         ``return_hidden=True`` also returns the final normed hidden states (B, T, D), which an MTP
         drafter reads (``mtp.py``): ``(logits, hidden)``.
         """
         cfg = self.config
-        ids_for_ple = input_ids
-        # A model with a tower must not read placeholders as plain tokens: without media, merge names the gap.
-        unfilled = (self.vision_tower is not None or self.audio_tower is not None) and input_ids is not None \
-            and inputs_embeds is None and bool(torch.isin(input_ids, torch.tensor(list(PLACEHOLDERS))).any())
-        if images is not None or videos is not None or audio is not None or unfilled:
-            if input_ids is None or inputs_embeds is not None:
-                raise ValueError("media need input_ids with their placeholder tokens (and no inputs_embeds)")
-            x, ids_for_ple = merge(self, input_ids, soft_tokens(self, images, videos, audio))  # (B, T, D)
-        else:
-            x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
+        x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
         T = x.shape[1]
         start = cache.seen if cache is not None else 0
         limit = cache.max_len if cache is not None else cfg.max_position_embeddings  # cache <= context
         if start + T > limit:
             raise ValueError(f"{start + T} positions do not fit: the {'cache' if cache else 'context'} holds {limit}")
-        ple = None
-        if cfg.hidden_size_per_layer_input:
-            if input_ids is None:
-                raise ValueError("this model has per-layer embeddings: pass input_ids (with inputs_embeds if you "
-                                 "replace some token embeddings)")
-            ple = per_layer_inputs(ids_for_ple, x, self.embed_tokens_per_layer, self.per_layer_model_projection,
-                                   self.per_layer_projection_norm, cfg.num_hidden_layers,
-                                   cfg.hidden_size_per_layer_input)  # (B, T, L, P)
-        blocks = None  # (positions so far,) image block per position, for bidirectional attention
-        if cfg.use_bidirectional_attention == "vision" and input_ids is not None:
-            blocks = vision_blocks(input_ids)  # (T,)
-            if cache is not None:  # the cache remembers the blocks of every position it holds
-                earlier = cache.blocks[:start]
-                if start and earlier[-1] >= 0 and blocks[0] >= 0:
-                    raise ValueError(f"position {start} continues an image from the previous chunk: the tokens "
-                                     "of an image attend to each other both ways, so pass each image in one chunk")
-                offset = int(earlier.max()) + 1 if start else 0  # block ids stay unique across chunks
-                cache.blocks[start:start + T] = torch.where(blocks >= 0, blocks + offset, -1)
-                blocks = cache.blocks[:start + T]
+        ple = self.per_layer_inputs(input_ids, x) if cfg.hidden_size_per_layer_input else None  # (B, T, L, P)
+        if image_blocks is not None and cache is not None:
+            image_blocks = cache.add_image_blocks(image_blocks)  # (start + T,): every cached position's
         positions = torch.arange(start, start + T, device=x.device)  # (T,)
         rot = {t: cos_sin(f, positions, x.dtype) for t, f in self.inv_freq.items()}  # type -> (T, hd) x2
         kv = {}  # layer index -> (k, v, k_pos), read by the KV-shared layers
@@ -180,7 +153,7 @@ class Gemma(nn.Module):
             cos, sin = rot[layer.layer_type]
             x, kv[i] = layer(x, cos, sin, positions, cache.layers[i] if cache is not None else None,
                              kv[donor] if donor is not None else None,
-                             ple[:, :, i] if ple is not None else None, blocks)
+                             ple[:, :, i] if ple is not None else None, image_blocks)
         if cache is not None:
             cache.seen += T
         if last_only:

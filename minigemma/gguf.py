@@ -134,6 +134,17 @@ class GGUFFile:
         raw = np.frombuffer(self._buf, dtype=np.uint8, count=info.nbytes, offset=info.offset)
         return dequantize(raw, info.type_name, info.shape, name)
 
+    def int4_blocks(self, name):
+        """A 4-bit tensor's blocks as they are stored -> numpy ``(codes, scale, low)`` (affine 4-bit
+        codes per 32 values: what ``quantize.py``'s int4 format holds), or None unless it is Q4_K or Q4_0."""
+        info = self.tensors[name]
+        parts = {"Q4_K": q4_k_parts, "Q4_0": q4_0_parts}.get(info.type_name)
+        if parts is None:
+            return None
+        block_bytes = next(t[2] for t in TYPES.values() if t[0] == info.type_name)
+        raw = np.frombuffer(self._buf, dtype=np.uint8, count=info.nbytes, offset=info.offset).reshape(-1, block_bytes)
+        return tuple(np.ascontiguousarray(a) for a in parts(raw))
+
 
 # ---------------------------------------------------------------------------------------------
 # Dequantisation. ``raw`` is a uint8 array of whole blocks; each function returns float32 values

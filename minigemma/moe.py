@@ -21,6 +21,8 @@ grouped products while experts get few rows each and the loop once they get many
 benchmarks/results_moe.md). Left out: expert parallelism across devices, capacity limits.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -158,8 +160,6 @@ def experts_dense(experts, x, index, weights):
 
 def active_parameters(config, keys: dict) -> tuple:
     """(total, used per token) from ``expected_keys``: a token meets top-k of the experts."""
-    import math
-
     total = sum(math.prod(s) for s in keys.values())
     experts = sum(math.prod(s) for k, s in keys.items() if ".experts." in k)
     if not config.enable_moe_block:

@@ -8,7 +8,8 @@ the prompt reserves a run of *placeholder* tokens, one per "soft token" the visi
 The towers (``vision.py``, ``audio.py``) turn the media into vectors, an *embedder* maps those into
 the text width, and ``merge`` writes them over the placeholders' rows of the embedding, in order.
 Everything else -- the layers, the cache, the output head -- is the text model, unchanged. The same
-merge serves images, video frames and audio; only the placeholder id differs.
+merge serves images, video frames and audio; only the placeholder id differs. ``MultimodalGemma``
+is the text decoder (``decoder.Gemma``) plus the towers and this merge, and nothing else.
 
 Three details decide whether the numbers match the reference (transformers ``Gemma4Model.forward``):
 
@@ -23,7 +24,10 @@ Three details decide whether the numbers match the reference (transformers ``Gem
 import torch
 from torch import nn
 
+from .audio import AudioTower, audio_token_count
+from .decoder import Gemma
 from .norm import RMSNorm
+from .vision import VisionTower
 
 # Gemma 4 vocabulary ids (transformers Gemma4Config defaults; the real tokenizer.json agrees).
 PAD_ID = 0
@@ -51,11 +55,48 @@ class MultimodalEmbedder(nn.Module):
         return self.embedding_projection(self.embedding_pre_projection_norm(x))
 
 
+class MultimodalGemma(Gemma):
+    """A Gemma decoder that also sees and hears: ``model(ids, images=, videos=, audio=) -> logits``.
+
+    The towers and their embedders sit beside the text decoder (the checkpoint keys are
+    ``vision_tower.*``, ``embed_vision.*``, ``audio_tower.*``, ``embed_audio.*``); ``forward`` turns
+    media into soft tokens, writes them over the placeholders, and runs the text decoder on the
+    result. ``None`` configs leave a tower out.
+    """
+
+    def __init__(self, config, vision_config=None, audio_config=None):
+        super().__init__(config)
+        self.vision_config, self.audio_config = vision_config, audio_config
+        self.vision_tower = VisionTower(vision_config) if vision_config else None  # vision.py
+        self.embed_vision = MultimodalEmbedder(vision_config.hidden_size, config.hidden_size,
+                                               vision_config.rms_norm_eps) if vision_config else None
+        self.audio_tower = AudioTower(audio_config) if audio_config else None  # audio.py
+        self.embed_audio = MultimodalEmbedder(audio_config.output_proj_dims, config.hidden_size,
+                                              audio_config.rms_norm_eps) if audio_config else None
+
+    def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, return_hidden=False,
+                images=None, videos=None, audio=None):
+        """As ``Gemma.forward``; ``images`` / ``videos`` / ``audio`` (see ``soft_tokens``) fill the
+        placeholder tokens of ``input_ids``: pass them with the chunk that holds those placeholders.
+        Placeholders without their media are an error, not tokens to look up."""
+        media = images is not None or videos is not None or audio is not None
+        if media and (input_ids is None or inputs_embeds is not None):
+            raise ValueError("media need input_ids with their placeholder tokens (and no inputs_embeds)")
+        bidirectional = self.config.use_bidirectional_attention == "vision" and input_ids is not None
+        blocks = vision_blocks(input_ids) if bidirectional else None  # (T,) image of each position
+        if inputs_embeds is None and input_ids is not None:
+            check_media(images, videos, audio)
+            soft = soft_tokens(self, images, videos, audio)  # {placeholder id: (n, D)}
+            inputs_embeds, input_ids = merge(self, input_ids, soft)  # (B, T, D); ids with pad at placeholders
+        return super().forward(input_ids, inputs_embeds, cache, last_only, return_hidden, image_blocks=blocks)
+
+
 def soft_tokens(model, images=None, videos=None, audio=None) -> dict:
     """Run the towers -> ``{placeholder id: (n, text width) soft tokens}``, media in prompt order.
 
-    ``images``: list of ``(patches, positions)``; ``videos``: list of videos, each a list of frames
-    ``(patches, positions)``; ``audio``: list of log-mel feature arrays ``(frames, 128)``.
+    ``images``: list of ``(patches, positions)``; ``videos``: list of ``(frames, timestamps)``, the
+    frames a list of ``(patches, positions)`` (what ``preprocess_video`` returns); ``audio``: list of
+    log-mel feature arrays ``(frames, 128)``.
     """
     out = {}
     for kind, items, tower, embedder, token in (
@@ -69,7 +110,7 @@ def soft_tokens(model, images=None, videos=None, audio=None) -> dict:
             raise ValueError(f"{kind} were passed but this model has no {part} tower (its checkpoint has none, "
                              f"or it was loaded as a text-only model)")
         if kind == "videos":
-            items = [frame for video in items for frame in video]  # every frame is one small image
+            items = [frame for frames, _ in items for frame in frames]  # every frame is one small image
         out[token] = embedder(tower(list(items)))  # (n, D)
     return out
 
@@ -108,19 +149,11 @@ def vision_blocks(input_ids):
     return torch.where(is_vision, torch.cumsum(starts.long(), 0) - 1, -1)
 
 
-def audio_token_count(num_frames: int) -> int:
-    """Soft tokens of an unpadded clip of ``num_frames`` mel frames (10 ms each): the subsampler's two
-    convolutions (kernel 3, stride 2, padding 1) each keep ``ceil(t / 2)`` frames: one token per 40 ms."""
-    for _ in range(2):
-        num_frames = (num_frames + 1) // 2
-    return num_frames
-
-
 def _timestamp(seconds: float) -> str:
     return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
 
 
-MARKERS = ("<|image|>", "<|video|>", "<|audio|>")  # transformers' spelling of the placeholders
+MARKERS = {"image": "<|image|>", "video": "<|video|>", "audio": "<|audio|>"}  # transformers' spelling, in prompts
 
 
 def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_bos=True) -> list:
@@ -133,7 +166,7 @@ def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_
     for a clip. Text runs are tokenized whole, so the result equals tokenizing the full string with
     the special tokens inline.
     """
-    queues = dict(zip(MARKERS, (list(images), list(videos), list(audio))))
+    queues = dict(zip(MARKERS.values(), (list(images), list(videos), list(audio))))
     for marker, items in queues.items():
         if text.count(marker) != len(items):
             raise ValueError(f"the text has {text.count(marker)} {marker} markers but {len(items)} "
@@ -148,9 +181,9 @@ def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_
         at, marker = min(found)
         parts.append(rest[:at])
         item = queues[marker].pop(0)
-        if marker == "<|image|>":
+        if marker == MARKERS["image"]:
             parts.append([BOI_ID] + [IMAGE_ID] * (len(item[1]) // POOLED_PATCHES) + [EOI_ID])
-        elif marker == "<|audio|>":
+        elif marker == MARKERS["audio"]:
             parts.append([BOA_ID] + [AUDIO_ID] * audio_token_count(len(item)) + [EOA_ID])
         else:
             frames, times = item

@@ -12,6 +12,7 @@ One correction to our own architecture notes: JAX sets ``override_ffw_hidden_for
 
 from .audio import AudioConfig
 from .config import FULL, SLIDING, TextConfig
+from .vision import VisionConfig
 
 
 def _pattern(sliding_per_global, num_layers):
@@ -75,8 +76,6 @@ def preset(name: str) -> TextConfig:
 # E2B/E4B: ``VisionEncoder(use_clipped_linears=True)``; 26B-A4B/31B: d_model 1152, 27 layers, 16 heads
 # (head dim 72), ffw_hidden 4304, no clipped linears, standardize_embeddings=True.
 def _vision_presets():
-    from .vision import VisionConfig
-
     small = VisionConfig(use_clipped_linears=True)
     large = VisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
                          num_key_value_heads=16, head_dim=72, standardize=True)

@@ -24,6 +24,8 @@ import heapq
 import json
 from pathlib import Path
 
+from .gguf import GGUFFile
+
 # SentencePiece piece types, as stored in GGUF's tokenizer.ggml.token_type.
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 SPACE = "\u2581"  # "▁"
@@ -89,8 +91,6 @@ class Tokenizer:
 
     @classmethod
     def _from_gguf(cls, path):
-        from .gguf import GGUFFile
-
         return cls.from_gguf_metadata(GGUFFile(path).metadata, path)
 
     @classmethod

@@ -13,14 +13,18 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
 
 from .audio import AudioConfig
 from .config import TextConfig
 from .decoder import Gemma
 from .gguf import GGUFFile
-from .linear import check_pack_args, pack_model
-from .mtp import Drafter, DrafterConfig, drafter_expected_keys
+from .multimodal import MultimodalGemma
+from .mtp import Drafter, DrafterConfig
+from .pack import check_pack_args, pack_model
 from .quantize import check_quantize_args, quantize_model
+from .rowblocks import use_row_blocks
 from .tokenizer import Tokenizer
 from .vision import VisionConfig
 
@@ -94,12 +98,10 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
     ``quantize``: None, ``"int8"``, ``"int4"`` (mixed: see ``quantize.py``) or ``"int4-all"``;
     ``group_size``: weights per int4 scale. Quantisation applies to the text decoder's layers.
     ``dtype``: the activations' (and float weights') dtype; by default float32, or bfloat16 with
-    ``quantize``, because PyTorch's packed int8/int4 CPU kernels are fast with bf16 activations only
-    (measured on the 270M's 262,144 × 640 head, 2 threads: int8 17 ms in bf16 vs 82 ms in float32,
-    int4 5 ms vs 145 ms).
-    ``pack=True`` (bfloat16 only) reorders the decoder's float weights for oneDNN's kernel, which
-    decodes the 270M about 1.7x faster; the packed weights are opaque and the tied head needs a
-    packed copy of the embedding (see ``linear.py``).
+    ``quantize``, because PyTorch's packed int8/int4 CPU kernels are fast with bf16 activations only.
+    ``pack=True`` (bfloat16 only) reorders the decoder's float weights for oneDNN's kernel
+    (``pack.py``). Float32 models decode one token through row blocks (``rowblocks.py``).
+    All three are swaps of the loaded model's layers (``swap.py``): the model code is unchanged.
     """
     if dtype is None:
         dtype = torch.bfloat16 if quantize is not None or pack else torch.float32
@@ -118,7 +120,8 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
                 raise ValueError(f"{'quantize=' if quantize else 'pack='} applies to a decoder model, not to a "
                                  "Gemma 4 assistant (MTP drafter)")
             has_tokenizer = (path / "tokenizer.json").exists()
-            return build_model(config, state, dtype), Tokenizer.from_file(path / "tokenizer.json") if has_tokenizer else None
+            drafter = speed_up(build_model(config, state, dtype))
+            return drafter, Tokenizer.from_file(path / "tokenizer.json") if has_tokenizer else None
         tokenizer = Tokenizer.from_file(path / "tokenizer.json")
     elif path.suffix == ".gguf":
         gguf = GGUFFile(path)
@@ -131,22 +134,42 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
                               f"{config.vocab_size} rows: ids past {config.vocab_size - 1} would have no embedding")
     model = build_model(config, state, dtype, **towers)
     del state  # the model holds the weights now; a quantised or packed copy replaces them in place
+    return speed_up(model, quantize, group_size, gguf, pack), tokenizer
+
+
+def speed_up(model, quantize=None, group_size=32, gguf=None, pack=False):
+    """The post-load swap ``load`` applies: quantised layers, oneDNN-packed bf16 layers, or (float32)
+    row blocks for few-row products; none of them changes the model's code (``swap.py``)."""
     if quantize is not None:
-        quantize_model(model, quantize, group_size, gguf)
+        int4 = {}  # our weight name -> the GGUF's own 4-bit blocks, where it stores them so
+        for name in (gguf.tensors if gguf is not None else ()):
+            blocks = gguf.int4_blocks(name)
+            if blocks is not None:
+                int4[gguf_to_ours(name)] = blocks
+        return quantize_model(model, quantize, group_size, int4)
     if pack:
-        pack_model(model)
-    return model, tokenizer
+        return pack_model(model)
+    if model.norm.weight.dtype == torch.float32:  # (a Gemma or an MTP drafter)
+        return use_row_blocks(model)
+    return model
 
 
 def expected_keys(config: TextConfig, vision_config=None, audio_config=None) -> dict:
     """Every tensor a checkpoint of this config must hold (our names = transformers' names without
     the leading ``model.`` / ``model.language_model.``), with its shape. Built on the ``meta``
     device: no memory, even for the 31B. A ``DrafterConfig`` gives the drafter's keys."""
-    if isinstance(config, DrafterConfig):
-        return drafter_expected_keys(config)
     with torch.device("meta"):
-        model = Gemma(config, vision_config, audio_config)
+        model = new_model(config, vision_config, audio_config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def new_model(config, vision_config=None, audio_config=None):
+    """The empty model a config describes: an MTP drafter, a Gemma with towers, or a text Gemma."""
+    if isinstance(config, DrafterConfig):
+        return Drafter(config)
+    if vision_config is not None or audio_config is not None:
+        return MultimodalGemma(config, vision_config, audio_config)
+    return Gemma(config)
 
 
 def unused_by(config: TextConfig, key: str) -> bool:
@@ -162,7 +185,7 @@ def unused_by(config: TextConfig, key: str) -> bool:
 def build_model(config: TextConfig, state: dict, dtype=torch.float32, vision_config=None, audio_config=None) -> Gemma:
     """Check ``state`` against the model's own keys and shapes, then assign it (cast to ``dtype``)."""
     with torch.device("meta"):
-        model = Drafter(config) if isinstance(config, DrafterConfig) else Gemma(config, vision_config, audio_config)
+        model = new_model(config, vision_config, audio_config)
     check_state_dict(model, state)
     # floats take the requested dtype; integer tensors (the drafter's token ordering) stay integers
     model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, strict=True,
@@ -190,8 +213,6 @@ def check_state_dict(model, state):
 def _bar(items, progress, desc):
     if not progress:
         return items
-    from tqdm.auto import tqdm
-
     return tqdm(items, desc=desc, unit="tensor", file=sys.stderr)
 
 
@@ -212,8 +233,6 @@ def read_gguf(f: GGUFFile, progress=True):
 
 def read_hf_directory(path, progress=True):
     """A transformers-saved directory -> (config, state dict in our names, tower configs)."""
-    from safetensors import safe_open
-
     cfg_file = path / "config.json"
     if not cfg_file.exists():
         raise FileNotFoundError(f"{path}: no config.json")

@@ -121,12 +121,12 @@ def test_values_only_cache_decodes_bit_for_bit_like_a_cache_of_keys_and_values(p
     """Keys as values: the cache holds V alone on those layers and rebuilds K = RoPE(V ⊙ w_k) on read."""
     style, _, model, _ = pair
     ids = torch.randint(3, 262144, (1, 30), generator=torch.Generator().manual_seed(4))
-    caches = {kfv: KVCache(model.config, batch=1, max_len=30, keys_from_values=kfv) for kfv in (True, False)}
+    caches = {kfv: KVCache(model.config, batch=1, max_len=30, values_only=kfv) for kfv in (True, False)}
     outs = {kfv: torch.cat([model(ids[:, :13], cache=c)] + [model(ids[:, i:i + 1], cache=c) for i in range(13, 30)], 1)
             for kfv, c in caches.items()}
     assert torch.equal(outs[True], outs[False])  # float32: the rebuilt keys are exactly the stored ones
     for kfv, cache in caches.items():
-        assert cache.nbytes == kv_cache_bytes(model.config, 30, dtype=torch.float32, keys_from_values=kfv)
+        assert cache.nbytes == kv_cache_bytes(model.config, 30, dtype=torch.float32, values_only=kfv)
     k_eq_v = [i for i in range(model.config.num_hidden_layers) if model.config.k_eq_v(i)]
     assert bool(k_eq_v) == style.endswith("b-style")
     for i in k_eq_v:  # V alone; the keys the other cache stored are exactly the rebuilt ones
@@ -140,13 +140,13 @@ def test_values_only_cache_decodes_bit_for_bit_like_a_cache_of_keys_and_values(p
 
 
 @pytest.mark.parametrize("name", sorted(minigemma.PRESETS))
-@pytest.mark.parametrize("keys_from_values", [True, False])
-def test_kv_cache_bytes_equal_what_the_cache_allocates_for_the_real_configs(name, keys_from_values):
+@pytest.mark.parametrize("values_only", [True, False])
+def test_kv_cache_bytes_equal_what_the_cache_allocates_for_the_real_configs(name, values_only):
     config = minigemma.preset(name)
     for context in (8192, config.max_position_embeddings):
-        cache = KVCache(config, 1, context, dtype=torch.bfloat16, device="meta", keys_from_values=keys_from_values)
-        assert cache.nbytes == kv_cache_bytes(config, context, torch.bfloat16, keys_from_values=keys_from_values)
-    saved = kv_cache_bytes(config, 262144 // 2, keys_from_values=False) - kv_cache_bytes(config, 262144 // 2)
+        cache = KVCache(config, 1, context, dtype=torch.bfloat16, device="meta", values_only=values_only)
+        assert cache.nbytes == kv_cache_bytes(config, context, torch.bfloat16, values_only=values_only)
+    saved = kv_cache_bytes(config, 262144 // 2, values_only=False) - kv_cache_bytes(config, 262144 // 2)
     assert (saved > 0) == config.attention_k_eq_v
 
 

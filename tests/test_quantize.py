@@ -12,12 +12,14 @@ import torch.nn.functional as F
 
 import minigemma
 from minigemma.gguf import GGUFFile, dequantize
-from minigemma.quantize import (Int4Linear, Int8Linear, QuantEmbedding, QuantExperts, _gguf_int4_blocks,
-                                dequantize_int4, dequantize_int8, dequantized_copy_state, pack_int4, quantize_int4,
-                                quantize_int8, quantize_model, unpack_int4_rows, weight_bytes)
+from minigemma.quant_formats import (dequantize_int4, dequantize_int8, pack_int4, quantize_int4, quantize_int8,
+                                     unpack_int4_rows)
+from minigemma.quant_layers import Int4Linear, Int8Linear, QuantEmbedding, QuantExperts
+from minigemma.quantize import quantize_model, weight_bytes
 from minigemma.weights import build_model
 
 from .conftest import make_tiny_gemma3, perturb
+from .reference import dequantized_copy_state
 from .test_gemma4 import STYLES, TINY
 
 
@@ -177,9 +179,9 @@ def test_gguf_q4_k_blocks_move_into_int4_code_for_code(gguf_path):
     info = f.tensors[name]
     raw = np.frombuffer(f._buf, dtype=np.uint8, count=info.nbytes, offset=info.offset)
     exact = torch.from_numpy(dequantize(raw, "Q4_K", info.shape))  # (640, 1024)
-    layer = Int4Linear(*(t.reshape(640, -1) for t in _gguf_int4_blocks(f, name)), torch.float32)
+    layer = Int4Linear(*(t.reshape(640, -1) for t in f.int4_blocks(name)), torch.float32)
     assert torch.allclose(layer.dequantized(), exact, rtol=0, atol=1e-6)
-    assert _gguf_int4_blocks(f, "blk.0.attn_q.weight") is None  # Q5_0: requantised instead
+    assert f.int4_blocks("blk.0.attn_q.weight") is None  # Q5_0: requantised instead
 
 
 def test_quantised_load_runs_in_bf16_unless_asked(checkpoint):

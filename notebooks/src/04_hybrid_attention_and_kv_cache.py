@@ -207,12 +207,12 @@ print("turning pairs per head:", turning[0].shape[1] // 2, "of", 16 // 2,
       "| rebuilt keys == the keys k_norm and RoPE made, bit for bit")
 
 # %% [markdown]
-# The cache uses this by default (`KVCache(..., keys_from_values=True)`). It has a price: every
+# The cache uses this by default (`KVCache(..., values_only=True)`). It has a price: every
 # decode step rebuilds K over the whole context. On a 31B-shaped tiny model (one thread,
 # `benchmarks/bench_keys_as_values.py`, two runs) a step took 1.1–1.2× as long at 4K–16K tokens and
 # 1.5–1.7× at 64K, where the tiny model's attention is nearly all the work. On the real 31B a step
 # also reads ~60 GB of weights, so the rebuild is a small share until the context is very long.
-# `keys_from_values=False` keeps K and V, for speed when memory is not the limit.
+# `values_only=False` keeps K and V, for speed when memory is not the limit.
 #
 # ## 5. How much memory does the cache need?
 # Per layer: `2 (K and V) × kv_heads × positions × head_dim × 2 bytes (bf16)`.
@@ -221,13 +221,13 @@ print("turning pairs per head:", turning[0].shape[1] // 2, "of", 16 // 2,
 #   keys-as-values layers keep V alone (plus the one small table of RoPE angles).
 
 # %%
-def cache_bytes(config, context, naive, keys_from_values=True):
+def cache_bytes(config, context, naive, values_only=True):
     total, table = 0, 0
     for i in range(config.num_hidden_layers):
         if not naive and config.kv_donor(i) is not None:
             continue
         kept = context if naive or config.is_global(i) else min(config.sliding_window, context)
-        v_only = not naive and keys_from_values and config.k_eq_v(i)
+        v_only = not naive and values_only and config.k_eq_v(i)
         total += (1 if v_only else 2) * config.kv_heads_of(i) * kept * config.head_dim_of(i) * 2
         if v_only:  # cos and sin of the turning pairs, one table for all such layers
             turning = int(config.rope_parameters["full_attention"].get("partial_rotary_factor", 1)
@@ -245,7 +245,7 @@ for name, c in presets.items():
             continue
         naive, both, ours = cache_bytes(c, n, True), cache_bytes(c, n, False, False), cache_bytes(c, n, False)
         assert ours == kv_cache_bytes(c, n) and naive == kv_cache_bytes(c, n, naive=True)
-        assert both == kv_cache_bytes(c, n, keys_from_values=False)
+        assert both == kv_cache_bytes(c, n, values_only=False)
         rows.setdefault(name, []).append((n, naive, both, ours))
         print(f"{name:>15} {n // 1024:>7}K {naive / 2**30:>7.2f}G {both / 2**30:>7.2f}G {ours / 2**30:>7.2f}G "
               f"{1 - ours / naive:>6.0%}")
