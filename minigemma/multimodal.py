@@ -23,6 +23,7 @@ Three details decide whether the numbers match the reference (transformers ``Gem
 import torch
 from torch import nn
 
+from .audio_features import audio_token_count
 from .norm import RMSNorm
 
 # Gemma 4 vocabulary ids (transformers Gemma4Config defaults; the real tokenizer.json agrees).
@@ -106,14 +107,6 @@ def vision_blocks(input_ids):
     is_vision = is_vision[0]  # (T,)
     starts = is_vision & ~torch.cat([is_vision.new_zeros(1), is_vision[:-1]])  # first token of each run
     return torch.where(is_vision, torch.cumsum(starts.long(), 0) - 1, -1)
-
-
-def audio_token_count(num_frames: int) -> int:
-    """Soft tokens of an unpadded clip of ``num_frames`` mel frames (10 ms each): the subsampler's two
-    convolutions (kernel 3, stride 2, padding 1) each keep ``ceil(t / 2)`` frames: one token per 40 ms."""
-    for _ in range(2):
-        num_frames = (num_frames + 1) // 2
-    return num_frames
 
 
 def _timestamp(seconds: float) -> str:
