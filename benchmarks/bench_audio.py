@@ -18,6 +18,7 @@ import torch
 from bench import ab  # benchmarks/bench.py, beside this file
 
 from minigemma import AudioConfig, AudioTower, audio_features
+from minigemma.log_mel import SAMPLING_RATE as SR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,12 +44,12 @@ def main():
     hf.load_state_dict(ours.state_dict())
     rows = []
     for seconds in (2, 10, 30):
-        wave = np.random.default_rng(seconds).uniform(-0.5, 0.5, seconds * 16000).astype(np.float32)
-        feats = audio_features(wave)
+        wave = np.random.default_rng(seconds).uniform(-0.5, 0.5, seconds * SR).astype(np.float32)
+        feats = audio_features(wave, sampling_rate=SR)
         ref = extractor([wave], return_tensors="pt")
         x, mask = ref["input_features"], ref["input_features_mask"]
         torch.testing.assert_close(ours([feats]), hf(x, mask).last_hidden_state[mask[:, ::4]], atol=1e-3, rtol=1e-3)
-        t_feat = ab(lambda: audio_features(wave), lambda: extractor([wave], return_tensors="np"), 9)
+        t_feat = ab(lambda: audio_features(wave, sampling_rate=SR), lambda: extractor([wave], return_tensors="np"), 9)
         t_tower = ab(lambda: ours([feats]), lambda: hf(x, mask), 5 if seconds < 30 else 3)
         rows.append((seconds, t_feat, t_tower))
     lines = [f"Audio, float32, {args.threads} threads, tower width 1024 with {args.layers} of 12 layers, random weights, "

@@ -1,6 +1,7 @@
 """minigemma: Gemma built from scratch in plain PyTorch, one idea per module."""
 
-from .audio import AudioConfig, AudioTower, audio_features, read_wav
+from .audio import AudioConfig, AudioTower
+from .log_mel import audio_features, read_wav
 from .config import TextConfig
 from .cache import KVCache, kv_cache_bytes
 from .decoder import Gemma

@@ -1,140 +1,28 @@
-"""Hearing: a waveform -> log-mel frames -> a conformer -> audio tokens for the text decoder.
+"""Hearing, part 2: log-mel frames -> a conformer -> audio tokens for the text decoder.
 
-Gemma 4 E2B and E4B take speech natively. The front end is a classic log-mel spectrogram (16 kHz,
-20 ms frames every 10 ms, 512-point FFT, 128 HTK mel bands, ``log(mel + 0.001)``); the encoder is
-the Universal Speech Model's conformer (Gulati et al. 2020; Zhang et al. 2023): two stride-2
-convolutions (4 × fewer frames: one token per 40 ms), then blocks of half-step feed-forward,
-chunked local self-attention with relative positions, a light causal convolution, and a second
-half-step feed-forward. ``MultimodalEmbedder`` (multimodal.py) projects the tokens into the text width.
+Gemma 4 E2B and E4B take speech natively. The front end (``log_mel.py``) makes 100 log-mel
+frames per second; the encoder here is the Universal Speech Model's conformer (Gulati et al. 2020;
+Zhang et al. 2023): two stride-2 convolutions (4 × fewer frames: one token per 40 ms), then blocks
+of half-step feed-forward, chunked local self-attention with relative positions, a light causal
+convolution, and a second half-step feed-forward. Most projections are clipped linears
+(``clipped.py``). ``MultimodalEmbedder`` (multimodal.py) projects the tokens into the text width.
 
-Facts come from transformers' ``feature_extraction_gemma4.py`` / ``Gemma4AudioModel`` and JAX
-``gemma`` 4.0.1 (``gm/nn/gemma4/audio``). Left out: resampling (a clip that is not 16 kHz is
-refused: resample it first), dither and pre-emphasis (both off in Gemma 4), batching several clips
-into one padded tensor (each clip runs alone, which gives the same tokens as a masked batch).
+Facts come from transformers' ``Gemma4AudioModel`` and JAX ``gemma`` 4.0.1 (``gm/nn/gemma4/audio``).
+Left out: batching several clips into one padded tensor (each clip runs alone, which gives the same
+tokens as a masked batch), dropout, training.
 """
 
 import math
-import wave
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .log_mel import FRAMES_PER_SECOND, MAX_FRAMES, MAX_SECONDS, NUM_MELS, audio_token_count
+from .clipped import ClippedLinear
 from .norm import RMSNorm
-from .vision import ClippedLinear  # the same clamped linear layer serves both towers
-
-
-def audio_token_count(num_frames: int) -> int:  # (moves to audio_features.py on the audio branch)
-    for _ in range(2):
-        num_frames = (num_frames + 1) // 2
-    return num_frames
-
-
-SAMPLING_RATE = 16_000
-FRAME_LENGTH = 320  # 20 ms
-HOP_LENGTH = 160  # 10 ms
-FFT_LENGTH = 512  # the next power of two above the frame
-NUM_MELS = 128
-MEL_FLOOR = 1e-3
-MAX_SAMPLES = 30 * SAMPLING_RATE  # the 30 s cap: at most 2999 frames, 750 audio tokens per clip
-
-
-def read_wav(path):
-    """A PCM ``.wav`` file -> (samples (n,) float32 in [-1, 1], sampling rate). Stereo is averaged."""
-    try:
-        with wave.open(str(path), "rb") as f:
-            channels, width, rate, n = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
-            raw = f.readframes(n)
-    except (wave.Error, EOFError, OSError) as e:
-        raise ValueError(f"cannot read {path} as a PCM .wav file: {e}") from e
-    if width == 1:  # 8-bit PCM is unsigned, centred on 128
-        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width in (2, 4):
-        x = np.frombuffer(raw, f"<i{width}").astype(np.float32) / float(2 ** (8 * width - 1))
-    elif width == 3:  # 24-bit: widen each little-endian triple to 32 bits
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
-        x = ((b[:, 0] << 8 | b[:, 1] << 16 | b[:, 2] << 24) >> 8).astype(np.float32) / 2.0 ** 23
-    else:
-        raise ValueError(f"{path}: {8 * width}-bit samples are not supported (8, 16, 24 or 32-bit PCM)")
-    return x.reshape(-1, channels).mean(axis=1), rate  # (n, channels) -> (n,)
-
-
-def hann_window(n):
-    """The periodic Hann window: one period of a raised cosine, so overlapped windows sum flat."""
-    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
-
-
-def hz_to_mel(f):
-    return 2595.0 * np.log10(1.0 + f / 700.0)  # HTK's mel scale
-
-
-def mel_to_hz(m):
-    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-
-def mel_filter_bank(num_freqs=FFT_LENGTH // 2 + 1, num_mels=NUM_MELS, f_min=0.0, f_max=8000.0,
-                    sampling_rate=SAMPLING_RATE):
-    """(num_freqs, num_mels) triangles, evenly spaced on the mel scale, peak 1, not area-normalised."""
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), num_mels + 2))  # (M + 2,) Hz
-    freqs = np.linspace(0, sampling_rate // 2, num_freqs)  # (num_freqs,) the FFT bins' centres
-    rise = (freqs[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])  # (num_freqs, M): 0 -> 1
-    fall = (edges[None, 2:] - freqs[:, None]) / (edges[2:] - edges[1:-1])  # (num_freqs, M): 1 -> 0
-    return np.maximum(0.0, np.minimum(rise, fall))
-
-
-WINDOW = hann_window(FRAME_LENGTH).astype(np.float32)  # (320,)
-MEL_BANK = mel_filter_bank()  # (257, 128) float64
-
-
-def num_frames(num_samples):
-    """Mel frames of a clip: every window of FRAME_LENGTH + 1 samples (after the semicausal left
-    pad) that lies inside the clip, one every HOP_LENGTH."""
-    return max(0, (num_samples + FRAME_LENGTH // 2 - (FRAME_LENGTH + 1)) // HOP_LENGTH + 1)
-
-
-def check_waveform(waveform, sampling_rate=SAMPLING_RATE):
-    """-> a clean (n,) float32 array, or a clear error naming what is wrong with the clip."""
-    if isinstance(waveform, (str, Path)):
-        waveform, sampling_rate = read_wav(waveform)
-    if sampling_rate != SAMPLING_RATE:
-        raise ValueError(f"the clip is sampled at {sampling_rate} Hz; Gemma 4 hears 16000 Hz only: "
-                         f"resample it first (minigemma does not resample)")
-    x = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
-    if x.dtype.kind in "iub":
-        raise ValueError(f"the waveform holds {x.dtype} samples; pass floats in [-1, 1] (int16 PCM: divide "
-                         "by 32768), or a .wav path")
-    x = x.astype(np.float32)  # what transformers' extractor computes on
-    if x.ndim != 1:
-        raise ValueError(f"expected a mono waveform of shape (samples,), got shape {x.shape}; "
-                         "average the channels first (read_wav does)")
-    if not np.isfinite(x).all():
-        raise ValueError(f"the waveform has {int((~np.isfinite(x)).sum())} NaN or infinite samples")
-    if len(x) > MAX_SAMPLES:
-        raise ValueError(f"the clip lasts {len(x) / SAMPLING_RATE:.2f} s; Gemma 4 hears at most 30 s "
-                         f"({MAX_SAMPLES} samples, 750 tokens) per clip: split it into several clips")
-    if num_frames(len(x)) == 0:
-        raise ValueError(f"the clip has {len(x)} samples; it needs at least {FRAME_LENGTH + 1 - FRAME_LENGTH // 2} "
-                         "for one mel frame (one audio token)")
-    return x
-
-
-def audio_features(waveform, sampling_rate=SAMPLING_RATE):
-    """A waveform (1-D array, tensor or ``.wav`` path) -> (frames, 128) float32 log-mel features.
-
-    frames = (samples - 161) // 160 + 1: only frames whose window lies in the clip (transformers
-    pads a batch and returns a mask; this returns the unmasked frames).
-    """
-    x = check_waveform(waveform, sampling_rate)  # (n,)
-    x = np.pad(x, (FRAME_LENGTH // 2, 0))  # semicausal: the first frame is centred on sample 0
-    n = num_frames(len(x) - FRAME_LENGTH // 2)
-    starts = np.arange(n)[:, None] * HOP_LENGTH  # (frames, 1)
-    frames = x[starts + np.arange(FRAME_LENGTH)[None, :]]  # (frames, 320); the 321st sample would feed pre-emphasis
-    spectrum = np.abs(np.fft.rfft(frames * WINDOW, n=FFT_LENGTH))  # (frames, 257)
-    mel = spectrum @ MEL_BANK  # (frames, 128)
-    return np.log(mel + MEL_FLOOR).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -199,7 +87,8 @@ class SubsampleConvProjection(nn.Module):
             layer.conv = nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1, bias=False)
             layer.norm = nn.LayerNorm(c_out, eps=config.rms_norm_eps, bias=False)
             self.add_module(f"layer{i}", layer)
-        self.input_proj_linear = nn.Linear(audio_token_count(NUM_MELS) * c1, config.hidden_size, bias=False)
+        mels = audio_token_count(NUM_MELS)  # the mel axis halves twice too, like time: 128 -> 32
+        self.input_proj_linear = nn.Linear(mels * c1, config.hidden_size, bias=False)
 
     def forward(self, features):  # (B, frames, 128) -> (B, tokens, hidden)
         x = features.unsqueeze(1)  # (B, 1, frames, mels): one input channel
@@ -366,9 +255,10 @@ class AudioTower(nn.Module):
             raise ValueError(f"audio features must have shape (frames >= 1, {NUM_MELS}), got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError("audio features hold NaN or infinite values")
-        if x.shape[0] > num_frames(MAX_SAMPLES):
-            raise ValueError(f"the clip has {x.shape[0]} frames ({x.shape[0] / 100:.2f} s); Gemma 4 hears at most "
-                             f"30 s ({num_frames(MAX_SAMPLES)} frames) per clip: split it into several clips")
+        if x.shape[0] > MAX_FRAMES:
+            seconds = x.shape[0] / FRAMES_PER_SECOND
+            raise ValueError(f"the clip has {x.shape[0]} frames ({seconds:.2f} s); Gemma 4 hears at most "
+                             f"{MAX_SECONDS} s ({MAX_FRAMES} frames) per clip: split it into several clips")
         x = self.subsample_conv_projection(x.to(self.output_proj.weight.dtype)[None])  # (1, tokens, D)
         for layer in self.layers:
             x = layer(x)

@@ -24,7 +24,8 @@ Three details decide whether the numbers match the reference (transformers ``Gem
 import torch
 from torch import nn
 
-from .audio import AudioTower, audio_token_count
+from .audio import AudioTower
+from .log_mel import audio_token_count
 from .decoder import Gemma
 from .norm import RMSNorm
 from .vision import VisionTower

@@ -9,7 +9,7 @@ A ViT-style encoder (the SigLIP family, Zhai et al. 2023) with Gemma's own parts
    image. Positions enter again as **2D RoPE** (base 100): the first half of each head rotates by
    the patch's column, the second half by its row.
 3. **Clipped linears** (E2B/E4B towers): each projection clamps its input and its output to stored
-   bounds (``input_min`` ... ``output_max``), a trick from quantisation-aware training.
+   bounds (``input_min`` ... ``output_max``), a trick from quantisation-aware training (``clipped.py``).
 4. **Pooling.** Each 3×3 block of patches (found from the positions, not the order) is averaged
    into one soft token, scaled by ``√width``; the 26B/31B towers then *standardise* it with stored
    ``std_bias`` / ``std_scale``. The multimodal embedder (``multimodal.py``) projects into the text.
@@ -18,13 +18,13 @@ Images of different sizes are encoded unpadded; images with equal patch counts s
 Equal to transformers' ``Gemma4VisionModel``. Left out: dropout, training.
 """
 
-import math
 from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .clipped import ClippedLinear
 from .norm import RMSNorm
 from .preprocess import PATCH, POOL
 from .rope import apply_rope, cos_sin, inv_frequencies
@@ -74,26 +74,6 @@ class VisionConfig:
         if kwargs.get("head_dim") is None:
             kwargs["head_dim"] = kwargs.get("hidden_size", 768) // kwargs.get("num_attention_heads", 12)
         return cls(**kwargs)
-
-
-class ClippedLinear(nn.Module):
-    """A bias-free linear layer; with ``clip``, its input and output are clamped to stored bounds.
-    The audio tower (``audio.py``) uses it too."""
-
-    def __init__(self, d_in, d_out, clip):
-        super().__init__()
-        self.linear = nn.Linear(d_in, d_out, bias=False)
-        self.clip = clip
-        if clip:  # checkpoints store the bounds; ±inf until loaded
-            for name, value in (("input_min", -math.inf), ("input_max", math.inf),
-                                ("output_min", -math.inf), ("output_max", math.inf)):
-                self.register_buffer(name, torch.tensor(value))
-
-    def forward(self, x):  # (..., d_in) -> (..., d_out)
-        if self.clip:
-            x = torch.clamp(x, self.input_min, self.input_max)
-        y = self.linear(x)
-        return torch.clamp(y, self.output_min, self.output_max) if self.clip else y
 
 
 class VisionAttention(nn.Module):

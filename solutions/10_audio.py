@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from minigemma.audio import MEL_BANK
+from minigemma.log_mel import MEL_BANK
 
 
 def audio_tokens(num_samples):

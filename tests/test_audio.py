@@ -17,13 +17,15 @@ import torch
 
 import minigemma
 from minigemma import AudioConfig, AudioTower, CheckpointError, audio_features, generate_ids, read_wav
-from minigemma.audio import MAX_SAMPLES, local_attention_mask, mel_filter_bank
-from minigemma.vision import ClippedLinear
-from minigemma.multimodal import AUDIO_ID, MultimodalEmbedder, audio_token_count, multimodal_prompt
+from minigemma.audio import local_attention_mask
+from minigemma.log_mel import MAX_SAMPLES, audio_token_count, mel_filter_bank
+from minigemma.clipped import ClippedLinear
+from minigemma.multimodal import AUDIO_ID, MultimodalEmbedder, multimodal_prompt
 
 from .conftest import perturb
 from .test_gemma4 import STYLES, TINY, hf_config
 
+SR = 16000  # every test clip is 16 kHz
 TOWER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, subsampling_conv_channels=[128, 8],
              output_proj_dims=24)  # the first subsampler width must stay 128 (transformers derives a width from it)
 CHUNKINGS = {
@@ -49,6 +51,11 @@ def clip(seconds=None, n=None, seed=0, kind="speechlike"):
     return (0.3 * x + 0.01 * rng.standard_normal(n)).astype(np.float32)
 
 
+def features(waveforms):
+    """16 kHz test clips -> minigemma's log-mel features, one (frames, 128) array per clip."""
+    return [audio_features(w, sampling_rate=SR) for w in waveforms]
+
+
 def hf_features(waveforms):
     """transformers' padded batch -> (input_features, input_features_mask) tensors."""
     from transformers import Gemma4AudioFeatureExtractor
@@ -65,7 +72,7 @@ def hf_features(waveforms):
 def test_features_equal_transformers_on_valid_frames(n, kind):
     x = clip(n=n, kind=kind, seed=n)
     feats, mask = hf_features([x, clip(n=n + 5000, seed=1)])  # padded next to a longer clip
-    ours = audio_features(x)
+    ours = audio_features(x, sampling_rate=SR)
     assert ours.dtype == np.float32 and ours.shape == (int(mask[0].sum()), 128)
     np.testing.assert_allclose(ours, feats[0][mask[0]].numpy(), atol=1e-4, rtol=0)
     assert ours.std() > 0.1  # not a constant
@@ -85,10 +92,10 @@ def test_token_count_follows_the_subsampler():
 
     fake = SimpleNamespace(feature_extractor=Gemma4AudioFeatureExtractor(), audio_seq_length=750)
     for n in (161, 320, 321, 480, 481, 1000, 37920, 100_003, MAX_SAMPLES):
-        frames = len(audio_features(np.zeros(n, np.float32)))
+        frames = len(audio_features(np.zeros(n, np.float32), sampling_rate=SR))
         assert audio_token_count(frames) == Gemma4Processor._compute_audio_num_tokens(fake, np.zeros(n), 16000)
-    assert audio_token_count(len(audio_features(clip(2.37)))) == 59  # 40 ms per token
-    assert audio_token_count(len(audio_features(clip(n=MAX_SAMPLES)))) == 750
+    assert audio_token_count(len(audio_features(clip(2.37), sampling_rate=SR))) == 59  # 40 ms per token
+    assert audio_token_count(len(audio_features(clip(n=MAX_SAMPLES), sampling_rate=SR))) == 750
 
 
 def write_wav(path, samples, rate=16000, width=2, channels=1):
@@ -109,12 +116,13 @@ def test_wav_mono_and_stereo(tmp_path, width):
     samples, rate = read_wav(tmp_path / "mono.wav")
     assert rate == 16000
     np.testing.assert_allclose(samples, stored[:, 0], atol=1e-7)
-    np.testing.assert_allclose(audio_features(tmp_path / "mono.wav"), audio_features(stored[:, 0]), atol=1e-5)
+    np.testing.assert_allclose(audio_features(tmp_path / "mono.wav"), audio_features(stored[:, 0], sampling_rate=SR),
+                               atol=1e-5)
     # Stereo is averaged: the features of the two-channel file are those of the mean of its channels.
     both = np.stack([x, clip(0.5, seed=3)], axis=1).reshape(-1)
     stereo = write_wav(tmp_path / "stereo.wav", both, width=width, channels=2)
-    np.testing.assert_allclose(audio_features(str(tmp_path / "stereo.wav")), audio_features(stereo.mean(1)),
-                               atol=1e-5)
+    np.testing.assert_allclose(audio_features(str(tmp_path / "stereo.wav")),
+                               audio_features(stereo.mean(1), sampling_rate=SR), atol=1e-5)
 
 
 def test_wav_8_and_24_bit(tmp_path):
@@ -133,27 +141,43 @@ def test_wav_8_and_24_bit(tmp_path):
 
 def test_bad_audio_gets_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="needs at least 161"):
-        audio_features(np.zeros(160, np.float32))
+        audio_features(np.zeros(160, np.float32), sampling_rate=SR)
     with pytest.raises(ValueError, match="needs at least 161"):
-        audio_features([])
+        audio_features([], sampling_rate=SR)
     with pytest.raises(ValueError, match="2 NaN or infinite samples"):
-        audio_features(np.array([0.0, np.nan, np.inf] + [0.0] * 500))
+        audio_features(np.array([0.0, np.nan, np.inf] + [0.0] * 500), sampling_rate=SR)
     with pytest.raises(ValueError, match="lasts 30.00 s; Gemma 4 hears at most 30 s"):
-        audio_features(np.zeros(MAX_SAMPLES + 1, np.float32))
+        audio_features(np.zeros(MAX_SAMPLES + 1, np.float32), sampling_rate=SR)
     with pytest.raises(ValueError, match="sampled at 44100 Hz; Gemma 4 hears 16000 Hz only"):
         audio_features(clip(1.0), sampling_rate=44100)
     write_wav(tmp_path / "cd.wav", clip(0.1), rate=44100)
     with pytest.raises(ValueError, match="sampled at 44100 Hz"):
         audio_features(tmp_path / "cd.wav")
     with pytest.raises(ValueError, match="mono waveform of shape .* got shape \\(2, 1000\\)"):
-        audio_features(np.zeros((2, 1000)))
+        audio_features(np.zeros((2, 1000)), sampling_rate=SR)
     with pytest.raises(ValueError, match="int16 samples; pass floats in \\[-1, 1\\]"):
-        audio_features(np.zeros(1000, np.int16))
+        audio_features(np.zeros(1000, np.int16), sampling_rate=SR)
     (tmp_path / "junk.wav").write_bytes(b"RIFF not really a wave file")
     with pytest.raises(ValueError, match="cannot read .*junk.wav as a PCM .wav file"):
         audio_features(tmp_path / "junk.wav")
     with pytest.raises(ValueError, match="cannot read .*missing.wav"):
         audio_features(tmp_path / "missing.wav")
+
+
+def test_sampling_rate_is_required_for_arrays_and_read_from_files(tmp_path):
+    """An array carries no rate (it used to be taken as 16 kHz without a word); a .wav file carries its own."""
+    x = clip(0.1)
+    for array in (x, x.tolist(), torch.from_numpy(x)):
+        with pytest.raises(ValueError, match="array carries no sampling rate: pass sampling_rate=16000"):
+            audio_features(array)
+    with pytest.raises(TypeError):
+        audio_features(x, SR)  # the rate is named, never positional
+    stored = write_wav(tmp_path / "a.wav", x)[:, 0]
+    from_file = audio_features(tmp_path / "a.wav")
+    np.testing.assert_array_equal(from_file, audio_features(tmp_path / "a.wav", sampling_rate=SR))
+    np.testing.assert_allclose(from_file, audio_features(stored, sampling_rate=SR), atol=1e-5)
+    with pytest.raises(ValueError, match="sampling_rate=22050 was given but the .wav file is sampled at 16000 Hz"):
+        audio_features(tmp_path / "a.wav", sampling_rate=22050)
 
 
 # --- the tower -----------------------------------------------------------------------------------
@@ -221,7 +245,7 @@ def test_tower_and_embedder_equal_transformers(chunking):
         clipped.append(bool(((x < m.input_min) | (x > m.input_max)).any() | ((y < m.output_min) | (y > m.output_max)).any()))
 
     hooks = [m.register_forward_hook(record) for m in ours.modules() if isinstance(m, ClippedLinear) and m.clip]
-    tokens = ours_embed(ours([audio_features(w) for w in waveforms]))
+    tokens = ours_embed(ours(features(waveforms)))
     for h in hooks:
         h.remove()
     assert tokens.shape == theirs.shape == (59 + 15 + 1, 40)
@@ -231,7 +255,7 @@ def test_tower_and_embedder_equal_transformers(chunking):
     # The chunking matters: another window gives other tokens.
     other = AudioTower(AudioConfig(**{**ours_config.__dict__, "attention_context_left": 3})).eval()
     other.load_state_dict(tower.state_dict())
-    assert (ours_embed(other([audio_features(w) for w in waveforms])) - theirs).abs().max() > 1e-3
+    assert (ours_embed(other(features(waveforms))) - theirs).abs().max() > 1e-3
 
 
 def test_local_attention_mask_is_the_sliding_rule():
@@ -297,7 +321,7 @@ def pair(request, tmp_path_factory, hf_tokenizer_dir):
 
 def prompt(tokenizer, waveforms):
     text = "Listen: " + " and then ".join(["<|audio|>"] * len(waveforms)) + ". What was said?"
-    return multimodal_prompt(tokenizer, text, audio=[audio_features(w) for w in waveforms])
+    return multimodal_prompt(tokenizer, text, audio=features(waveforms))
 
 
 @pytest.mark.parametrize("n_clips", [1, 2])
@@ -309,11 +333,11 @@ def test_logits_with_clips_in_the_prompt_equal_transformers(pair, n_clips):
     assert int((ids == AUDIO_ID).sum()) == [59, 92][n_clips - 1]
     feats, mask = hf_features(waveforms)
     theirs = ref(input_ids=ids, input_features=feats, input_features_mask=mask).logits
-    ours = model(ids, audio=[audio_features(w) for w in waveforms])
+    ours = model(ids, audio=features(waveforms))
     assert theirs.abs().max() > 3  # logits of a useful size
     torch.testing.assert_close(ours, theirs, atol=1e-4 * theirs.abs().max().item(), rtol=1e-4)
     # The audio matters: another clip of the same length changes the logits.
-    other = model(ids, audio=[audio_features(clip(2.37, seed=7))] + [audio_features(w) for w in waveforms[1:]])
+    other = model(ids, audio=features([clip(2.37, seed=7)] + waveforms[1:]))
     assert (other - theirs).abs().max() > 1e-2
 
 
@@ -326,12 +350,12 @@ def test_greedy_continuation_equals_transformers_generate(pair):
     out = ref.generate(input_ids=torch.tensor([ids]), input_features=feats, input_features_mask=mask,
                        max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0)
     theirs = out[0, len(ids):].tolist()
-    ours = list(generate_ids(model, ids, max_new_tokens=8, audio=[audio_features(w) for w in waveforms]))
+    ours = list(generate_ids(model, ids, max_new_tokens=8, audio=features(waveforms)))
     assert ours == theirs
     # The string-level entry point: markers in the text, feature arrays beside it.
     assert tokenizer.eos_id not in theirs
     text = minigemma.generate(model, tokenizer, "Listen: <|audio|> and then <|audio|>. What was said?",
-                              audio=[audio_features(w) for w in waveforms], max_new_tokens=8)
+                              audio=features(waveforms), max_new_tokens=8)
     assert text == tokenizer.decode(theirs)
 
 
@@ -339,7 +363,7 @@ def test_audio_token_count_must_match_the_clips(pair):
     _, model, tokenizer = pair
     ids = torch.tensor([prompt(tokenizer, [clip(2.37, seed=1)])])
     with pytest.raises(ValueError, match="has 59 audio tokens .* give 92"):
-        model(ids, audio=[audio_features(clip(2.37, seed=1)), audio_features(clip(1.3, seed=2))])
+        model(ids, audio=features([clip(2.37, seed=1), clip(1.3, seed=2)]))
     with pytest.raises(ValueError, match="has 59 audio tokens .* no audio was passed"):
         model(ids)
     with pytest.raises(ValueError, match=r"1 <\|audio\|> markers but 2 audio items"):

@@ -8,7 +8,8 @@ import torch
 
 import minigemma
 from minigemma.preprocess import BUDGETS, preprocess_image, preprocess_video, resized_size, sample_frames
-from minigemma.vision import ClippedLinear, VisionConfig, VisionTower
+from minigemma.clipped import ClippedLinear
+from minigemma.vision import VisionConfig, VisionTower
 
 SHAPES = [(23, 31), (40, 900), (1600, 90), (1, 1), (1, 5000), (3000, 2), (480, 640), (48, 48), (96, 3360), (2048, 1536)]
 

@@ -21,7 +21,9 @@ import torch
 import matplotlib.pyplot as plt
 from IPython.display import Audio, display
 import minigemma
-from minigemma import audio as A
+from minigemma import audio as A  # the tower
+from minigemma.log_mel import MEL_BANK, WINDOW, audio_token_count, frame_count  # the front end
+from minigemma.clipped import ClippedLinear
 
 _ = torch.manual_seed(0)
 
@@ -83,8 +85,8 @@ plt.tight_layout(); plt.show()
 padded = np.pad(wave, (160, 0))  # (160 + n,)
 n_frames = (len(wave) + 160 - 321) // 160 + 1
 frames = np.stack([padded[i * 160: i * 160 + 320] for i in range(n_frames)])  # (frames, 320)
-print("frames:", frames.shape, "— the package says", A.num_frames(len(wave)))
-assert n_frames == A.num_frames(len(wave))
+print("frames:", frames.shape, "— the package says", frame_count(len(wave)))
+assert n_frames == frame_count(len(wave))
 
 # %% [markdown]
 # Each frame is multiplied by a **Hann window**, a raised cosine that fades the frame in and out.
@@ -94,7 +96,7 @@ assert n_frames == A.num_frames(len(wave))
 
 # %%
 window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(320) / 320)
-assert np.allclose(window, A.WINDOW)
+assert np.allclose(window, WINDOW)
 fig, axes = plt.subplots(1, 2, figsize=(12, 2.4))
 axes[0].plot(frames[60], label="frame 60", lw=0.8); axes[0].plot(frames[60] * window, label="× Hann window")
 axes[0].set_xlabel("sample in frame"); axes[0].legend()
@@ -111,7 +113,7 @@ axes[1].set_title("windows every 160 samples"); axes[1].legend(); plt.tight_layo
 # We keep the **magnitude** and drop the phase. Stacked over time this is the **spectrogram**.
 
 # %%
-spectrum = np.abs(np.fft.rfft(frames * A.WINDOW, n=512))  # (frames, 257)
+spectrum = np.abs(np.fft.rfft(frames * WINDOW, n=512))  # (frames, 257)
 freqs = np.linspace(0, 8000, 257)
 plt.figure(figsize=(10, 3.2))
 plt.imshow(np.log(spectrum.T + 1e-3), origin="lower", aspect="auto", extent=[0, seconds, 0, 8000], cmap="magma")
@@ -142,7 +144,7 @@ for m in range(128):
     left, centre, right = edges[m], edges[m + 1], edges[m + 2]
     rising, falling = (freqs - left) / (centre - left), (right - freqs) / (right - centre)
     bank[:, m] = np.maximum(0, np.minimum(rising, falling))
-assert np.allclose(bank, A.MEL_BANK)
+assert np.allclose(bank, MEL_BANK)
 print("bank:", bank.shape, "= the package's mel_filter_bank()")
 
 # %%
@@ -163,7 +165,7 @@ print("empty bands (narrower than one FFT bin):", int((bank.max(0) == 0).sum()))
 
 # %%
 log_mel = np.log(spectrum @ bank + 1e-3).astype(np.float32)  # (frames, 128)
-ours = minigemma.audio_features(wave)
+ours = minigemma.log_mel(wave, sampling_rate=SR)  # an array carries no rate: name it
 from transformers import Gemma4AudioFeatureExtractor  # the reference, for this check only
 ref = Gemma4AudioFeatureExtractor()([wave], return_tensors="np")
 theirs = ref["input_features"][0][ref["input_features_mask"][0]]  # its valid frames
@@ -178,7 +180,7 @@ plt.title(f"log-mel features: {log_mel.shape[0]} frames × 128 bands — what th
 
 # %% [markdown]
 # Compared with the spectrogram, the low frequencies (where the formants live) now take most of
-# the picture. This `(236, 128)` array is what `minigemma.audio_features` returns: **valid frames
+# the picture. This `(236, 128)` array is what `minigemma.log_mel` returns: **valid frames
 # only**. transformers pads a batch to a common length and returns a mask; we return the unmasked
 # frames, which is what the mask selects.
 #
@@ -191,10 +193,9 @@ plt.title(f"log-mel features: {log_mel.shape[0]} frames × 128 bands — what th
 # `ceil(ceil(f / 2) / 2)` tokens: **4 frames of 10 ms = 40 ms per token**; 30 s (the cap) gives 750.
 
 # %%
-from minigemma.multimodal import audio_token_count
 for secs in (0.02, 0.5, 1.0, 2.37, 10.0, 30.0):
     n = int(secs * SR)
-    f = A.num_frames(n)
+    f = frame_count(n)
     print(f"{secs:6.2f} s = {n:6d} samples → {f:5d} frames → {(f + 1) // 2:5d} → {audio_token_count(f):4d} tokens")
 
 # %% [markdown]
@@ -224,7 +225,7 @@ with torch.no_grad():
         else:
             p.copy_(torch.randn(p.shape, generator=g) * (1.3 / p[0].numel() ** 0.5 if p.ndim > 1 else 0.5))
     for m in tower.modules():
-        if isinstance(m, A.ClippedLinear):
+        if isinstance(m, ClippedLinear):
             m.input_min.fill_(-1.5); m.input_max.fill_(1.5); m.output_min.fill_(-2.0); m.output_max.fill_(2.0)
 features = torch.from_numpy(ours)[None]  # (1, 236, 128)
 with torch.no_grad():
@@ -457,11 +458,13 @@ plt.tight_layout(); plt.show()
 # With a real checkpoint (E2B or E4B from Hugging Face, `config.json` with its `audio_config`),
 # `model, tok = minigemma.load(path)` builds the tower and loads `model.audio_tower.*` and
 # `model.embed_audio.*` strictly; then
-# `minigemma.generate(model, tok, prompt_with_audio_marker, audio=[minigemma.audio_features("clip.wav")])`.
-# Clips must be 16 kHz (others are refused: resample first), stereo `.wav` files are averaged to
-# mono, and a clip over 30 s is an error (split it: each piece is a clip of its own).
+# `minigemma.generate(model, tok, prompt_with_audio_marker, audio=[minigemma.log_mel("clip.wav")])`.
+# A `.wav` file carries its sampling rate; an array does not, so pass it by name
+# (`minigemma.log_mel(samples, sampling_rate=16000)`). Clips must be 16 kHz (others are
+# refused: resample first), stereo `.wav` files are averaged to mono, and a clip over 30 s is an
+# error (split it: each piece is a clip of its own).
 #
-# **What `minigemma/audio.py` leaves out.** Resampling (a 44.1 kHz clip is refused with a message
+# **What `minigemma/log_mel.py` and `audio.py` leave out.** Resampling (a 44.1 kHz clip is refused with a message
 # that says so, rather than resampled by a filter we did not check against anything), dither and
 # pre-emphasis (both switched off in Gemma 4's extractor), and batching several clips into one
 # padded tensor: each clip runs through the tower on its own, which gives exactly the tokens a
@@ -495,7 +498,7 @@ check_exercise_10_1(audio_tokens)
 
 # %% [markdown]
 # **Exercise 10.2** — Write `log_mel(frame)`: the 128 log-mel values of one frame of 320 samples
-# (Hann window, 512-point FFT magnitude, `A.MEL_BANK`, `log(· + 0.001)`).
+# (Hann window, 512-point FFT magnitude, `MEL_BANK`, `log(· + 0.001)`).
 
 # %%
 def log_mel(frame):
