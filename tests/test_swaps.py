@@ -78,6 +78,17 @@ def test_packed_bf16_layer_equals_f_linear_within_one_rounding(N, K, rows):
     assert (packed != plain).float().mean() < 0.01
 
 
+def assert_same_model_up_to_bf16_rounding(packed, plain, ids):
+    """Packed and plain bf16 logits agree within bf16 rounding, and where their greedy choices differ,
+    the plain model's best two tokens were tied within two bf16 roundings (a near-tie, not an error)."""
+    a, b = packed(ids).float(), plain(ids).float()  # (B, T, vocab)
+    torch.testing.assert_close(a, b, rtol=2 ** -6, atol=2 ** -3)
+    differ = a.argmax(-1) != b.argmax(-1)  # (B, T)
+    top2 = b.topk(2, dim=-1).values  # (B, T, 2)
+    gap = top2[..., 0] - top2[..., 1]
+    assert (gap[differ] <= 2 * 2 ** -7 * top2[..., 0][differ].abs()).all(), gap[differ]
+
+
 @pytest.mark.parametrize("style", sorted(STYLES))
 @torch.no_grad()
 def test_packed_gemma4_models_equal_unpacked_ones(style, tmp_path, hf_tokenizer_dir):
@@ -87,18 +98,16 @@ def test_packed_gemma4_models_equal_unpacked_ones(style, tmp_path, hf_tokenizer_
     assert packed.dtype == torch.bfloat16
     assert not any(isinstance(m, torch.nn.Linear) for name, m in packed.named_modules())
     ids = torch.randint(3, 262144, (2, 20), generator=torch.Generator().manual_seed(1))
-    assert torch.equal(packed(ids), plain(ids))
-    prompt = list(range(1000, 1012))
-    assert list(generate_ids(packed, prompt, max_new_tokens=12)) == list(generate_ids(plain, prompt, max_new_tokens=12))
+    assert_same_model_up_to_bf16_rounding(packed, plain, ids)
 
 
 @torch.no_grad()
-def test_packed_real_model_generates_the_same_text(gguf_path):
+def test_packed_real_model_equals_the_plain_one_up_to_rounding(gguf_path):
     plain, tok = minigemma.load(gguf_path, dtype=torch.bfloat16, progress=False)
     packed, _ = minigemma.load(gguf_path, pack=True, progress=False)
     prompt = tok.encode("The capital of France is", add_bos=True)
-    ours = list(generate_ids(packed, prompt, max_new_tokens=16))
-    assert ours == list(generate_ids(plain, prompt, max_new_tokens=16))
+    text = prompt + list(generate_ids(plain, prompt, max_new_tokens=24))  # (a greedy text flips at near-ties)
+    assert_same_model_up_to_bf16_rounding(packed, plain, torch.tensor([text]))
     assert packed.head(torch.zeros(1, 640, dtype=torch.bfloat16)).shape == (1, 262144)
     embedding = plain.embed_tokens.weight
     assert weight_bytes(packed) == weight_bytes(plain) + embedding.numel() * embedding.element_size()  # + the head copy
