@@ -148,8 +148,11 @@ def read_bandwidth(repeat=5):
 
 def kernel_bandwidths(repeat=5):
     """Bytes/s each matrix-vector kernel reaches on a (262144, 640) matrix -- the Gemma head."""
-    from minigemma.linear import PackedLinear, linear
-    from minigemma.quantize import Int4Linear, Int8Linear, quantize_int4, quantize_int8, weight_bytes
+    from minigemma.pack import PackedLinear
+    from minigemma.quant_formats import quantize_int4, quantize_int8
+    from minigemma.quant_layers import Int4Linear, Int8Linear
+    from minigemma.quantize import weight_bytes
+    from minigemma.rowblocks import linear
 
     w = torch.randn(262144, 640)
     out = {}

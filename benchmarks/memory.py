@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import minigemma
-from minigemma.quantize import EMBEDDING_KINDS, LINEAR_KINDS, format_of
+from minigemma.quantize import EMBEDDING_KINDS, LINEAR_KINDS, layer_format
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"float32": (torch.float32, None), "bfloat16": (torch.bfloat16, None), "int8": (torch.float32, "int8"),
@@ -42,7 +42,7 @@ def counted_bytes(config, quantize, dtype=torch.bfloat16, group_size=32):
             shape = (shape[0] * shape[1], shape[2])  # all experts' rows: one scale per row (int8)
         if quantize is None or not quantisable:
             total += n * item
-        elif format_of(kind, quantize) == "int8":
+        elif layer_format(kind, quantize) == "int8":
             total += n + shape[0] * item  # one byte per weight, one scale per row
         else:
             total += n // 2 + 2 * (n // group_size) * item  # half a byte, a scale and a low per group

@@ -2,8 +2,9 @@
 
 On a CPU (or a phone) decoding one token is *memory-bound*: every weight of the model is read from
 memory to do a handful of multiply-adds with it. Feeding the model k+1 tokens instead of one reads
-the same weights once and does k+1 times the arithmetic, which the processor had time for anyway:
-a pass over 5 tokens costs little more than a pass over 1 (notebook 12's roofline). So:
+the same weights once and does k+1 times the arithmetic, which the processor mostly had time for:
+a pass over 5 tokens costs far less than 5 passes over 1 (measured in notebook 13 and
+``benchmarks/results_speculative.md``). So:
 
 1. a **drafter** proposes k tokens ``d1..dk`` after the last token ``t`` (cheaply: a tiny model,
    Gemma 4's MTP assistant ``mtp.py``, or copying from the text itself, ``PromptLookup``);

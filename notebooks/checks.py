@@ -581,8 +581,8 @@ def check_exercise_11_2(fn):
 
 
 def check_exercise_12_1(fn):
-    """fn(w) -> (q int8, scale) per output row, like minigemma.quantize.quantize_int8."""
-    from minigemma.quantize import quantize_int8
+    """fn(w) -> (q int8, scale) per output row, like minigemma.quant_formats.quantize_int8."""
+    from minigemma.quant_formats import quantize_int8
 
     w = torch.randn(40, 96, generator=torch.Generator().manual_seed(12)) * torch.rand(40, 1) * 5
     got = _attempt("12.1", fn, w)
@@ -624,7 +624,8 @@ def check_exercise_13_1(fn):
 
 def check_exercise_13_2(fn):
     """fn(target_choices, drafts) -> (accepted, next_token) for greedy verification."""
-    from minigemma.speculative import Sampling, verify
+    from minigemma.sampling import Sampling
+    from minigemma.speculative import verify
 
     gen = torch.Generator().manual_seed(13)
     for trial in range(30):

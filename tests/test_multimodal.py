@@ -76,14 +76,14 @@ def test_merge_matches_transformers(pair):
     ids = prompt_ids()
     images, frames = [media(2, 1), media(3, 2)], [media(1, 3), media(1, 4)]
     theirs = hf_logits(ref, ids, images, frames)
-    ours = model(ids, images=images, videos=[frames])
+    ours = model(ids, images=images, videos=[(frames, [0.0] * len(frames))])
     assert theirs.abs().max() > 3  # logits of a useful size
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
     # Each ingredient matters: other soft tokens, or no bidirectional attention, change the logits.
-    assert (model(ids, images=[media(2, 9), media(3, 2)], videos=[frames]) - theirs).abs().max() > 1e-2
+    assert (model(ids, images=[media(2, 9), media(3, 2)], videos=[(frames, [0.0] * len(frames))]) - theirs).abs().max() > 1e-2
     object.__setattr__(model.config, "use_bidirectional_attention", None)
     try:
-        assert (model(ids, images=images, videos=[frames]) - theirs).abs().max() > 1e-3
+        assert (model(ids, images=images, videos=[(frames, [0.0] * len(frames))]) - theirs).abs().max() > 1e-3
     finally:
         object.__setattr__(model.config, "use_bidirectional_attention", "vision")
 
@@ -95,16 +95,16 @@ def test_cached_prefill_in_chunks_equals_one_pass(pair):
     _, model, _ = pair
     ids = prompt_ids()
     images, frames = [media(2, 1), media(3, 2)], [media(1, 3), media(1, 4)]
-    full = model(ids, images=images, videos=[frames])
+    full = model(ids, images=images, videos=[(frames, [0.0] * len(frames))])
     cache = KVCache(model.config, batch=1, max_len=ids.shape[1])
     second = int((ids[0] == IMAGE_ID).nonzero()[-1])  # the second image's last token
     with pytest.raises(ValueError, match="continues an image from the previous chunk"):
         inside = KVCache(model.config, batch=1, max_len=ids.shape[1])
         model(ids[:, :second], cache=inside, images=[images[0], media(2, 2)])
-        model(ids[:, second:], cache=inside, images=[media(1, 2)], videos=[frames])
+        model(ids[:, second:], cache=inside, images=[media(1, 2)], videos=[(frames, [0.0] * len(frames))])
     cut = second - 3  # between the second image's <start_of_image> and its first token
     a = model(ids[:, :cut], cache=cache, images=images[:1])
-    b = model(ids[:, cut:-3], cache=cache, images=images[1:], videos=[frames])
+    b = model(ids[:, cut:-3], cache=cache, images=images[1:], videos=[(frames, [0.0] * len(frames))])
     c = torch.cat([model(ids[:, t:t + 1], cache=cache) for t in range(ids.shape[1] - 3, ids.shape[1])], dim=1)
     torch.testing.assert_close(torch.cat([a, b, c], dim=1), full, atol=1e-4, rtol=1e-4)
 
@@ -114,10 +114,10 @@ def test_generate_passes_media_to_the_prompt_only(pair):
     _, model, _ = pair
     ids = prompt_ids()
     images, frames = [media(2, 1), media(3, 2)], [media(1, 3), media(1, 4)]
-    new = list(generate_ids(model, ids[0].tolist(), max_new_tokens=6, images=images, videos=[frames]))
+    new = list(generate_ids(model, ids[0].tolist(), max_new_tokens=6, images=images, videos=[(frames, [0.0] * len(frames))]))
     expected, seq = [], ids
     for _ in range(6):  # greedy by hand, uncached, the media in every full pass
-        nxt = int(model(seq, images=images, videos=[frames])[0, -1].argmax())
+        nxt = int(model(seq, images=images, videos=[(frames, [0.0] * len(frames))])[0, -1].argmax())
         expected.append(nxt)
         seq = torch.cat([seq, torch.tensor([[nxt]])], dim=1)
     assert new == expected
@@ -128,11 +128,11 @@ def test_count_and_tower_errors(pair):
     ids = prompt_ids()
     images, frames = [media(2, 1), media(3, 2)], [media(1, 3), media(1, 4)]
     with pytest.raises(ValueError, match="has 5 image tokens .* give 4"):
-        model(ids, images=[media(2, 1), media(2, 2)], videos=[frames])
+        model(ids, images=[media(2, 1), media(2, 2)], videos=[(frames, [0.0] * len(frames))])
     with pytest.raises(ValueError, match="has 2 video tokens .* no video was passed"):
         model(ids, images=images)
     with pytest.raises(ValueError, match="has no audio tower"):
-        model(ids, images=images, videos=[frames], audio=[torch.zeros(10, 128)])
+        model(ids, images=images, videos=[(frames, [0.0] * len(frames))], audio=[torch.zeros(10, 128)])
     with pytest.raises(ValueError, match="place their images differently"):
         vision_blocks(torch.tensor([[IMAGE_ID, 5], [5, IMAGE_ID]]))
 

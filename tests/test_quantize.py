@@ -14,6 +14,7 @@ import minigemma
 from minigemma.gguf import GGUFFile, dequantize
 from minigemma.quant_formats import (dequantize_int4, dequantize_int8, pack_int4, quantize_int4, quantize_int8,
                                      unpack_int4_rows)
+import minigemma.quant_layers as quant_layers
 from minigemma.quant_layers import Int4Linear, Int8Linear, QuantEmbedding, QuantExperts
 from minigemma.quantize import quantize_model, weight_bytes
 from minigemma.weights import build_model
@@ -47,9 +48,7 @@ def test_quantisers_round_to_the_nearest_level():
 @pytest.mark.parametrize("N", [64, 100, 256])  # 100: padded to a tile of 64 rows
 @pytest.mark.parametrize("T", [3, 20])  # 6 rows: the packed kernels; 40 rows: blockwise dequantisation
 def test_packed_kernels_equal_dequantise_then_matmul(dtype, tol, N, T, monkeypatch):
-    import minigemma.quantize as quantize
-
-    monkeypatch.setattr(quantize, "BLOCK_ROWS", 64)  # several blocks, the last one partial
+    monkeypatch.setattr(quant_layers, "BLOCK_ROWS", 64)  # several blocks, the last one partial
     gen = torch.Generator().manual_seed(N)
     w, x = torch.randn(N, 128, generator=gen), torch.randn(2, T, 128, generator=gen).to(dtype)  # (B, T, K)
     for layer in (Int8Linear(*quantize_int8(w), dtype), Int4Linear(*quantize_int4(w, 32), dtype),

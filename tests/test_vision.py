@@ -388,11 +388,11 @@ def test_video_logits_and_greedy_match_transformers(multimodal_pair):
                                       videos=[(frames, times)])
     kwargs = hf_inputs(ids, images, frames, [len(frames)])
     theirs = ref(**kwargs).logits
-    ours = model(torch.tensor([ids]), images=images, videos=[frames])
+    ours = model(torch.tensor([ids]), images=images, videos=[(frames, times)])
     assert theirs.abs().max() > 3 and relative_error(ours, theirs) < 1e-4
     greedy = ref.generate(**kwargs, max_new_tokens=6, do_sample=False, eos_token_id=None,
                           pad_token_id=0)[0, len(ids):].tolist()
-    assert list(minigemma.generate_ids(model, ids, max_new_tokens=6, images=images, videos=[frames])) == greedy
+    assert list(minigemma.generate_ids(model, ids, max_new_tokens=6, images=images, videos=[(frames, times)])) == greedy
 
 
 def test_video_prompt_text_equals_the_processors():

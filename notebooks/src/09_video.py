@@ -194,7 +194,7 @@ few, few_stamps = preprocess_video(clip, fps, num_frames=8)
 ids = minigemma.multimodal_prompt(tok, "What happens in <|video|>? Answer:", videos=[(few, few_stamps)])
 x = torch.tensor([ids])
 with torch.no_grad():
-    ours = model(x, videos=[few])
+    ours = model(x, videos=[(few, few_stamps)])
     theirs = hf_model(input_ids=x, pixel_values_videos=torch.stack([p for p, _ in few]),
                       video_position_ids=torch.stack([q for _, q in few]), num_frames_per_video=torch.tensor([8]),
                       mm_token_type_ids=(x == VIDEO_ID).long() * 2).logits
@@ -208,7 +208,7 @@ assert same
 # each new token is one cached step. transformers' `generate` gives the same tokens.
 
 # %%
-mine = list(minigemma.generate_ids(model, ids, max_new_tokens=6, videos=[few]))
+mine = list(minigemma.generate_ids(model, ids, max_new_tokens=6, videos=[(few, few_stamps)]))
 ref_ids = hf_model.generate(input_ids=x, pixel_values_videos=torch.stack([p for p, _ in few]),
                             video_position_ids=torch.stack([q for _, q in few]), num_frames_per_video=torch.tensor([8]),
                             mm_token_type_ids=(x == VIDEO_ID).long() * 2, max_new_tokens=6, do_sample=False,

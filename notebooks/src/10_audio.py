@@ -425,7 +425,7 @@ text_config = TextConfig(model_type="gemma4_text", vocab_size=262144, hidden_siz
                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
                          layer_types=("sliding_attention", "full_attention"), sliding_window=16,
                          final_logit_softcapping=30.0)
-model = minigemma.Gemma(text_config, audio_config=config).eval()
+model = minigemma.MultimodalGemma(text_config, audio_config=config).eval()
 model.audio_tower.load_state_dict(tower.state_dict())
 logits = model(torch.tensor([ids]), audio=[ours])
 print("logits:", tuple(logits.shape))

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 import minigemma
+from minigemma import quant_formats as qf
 from minigemma import quantize as mq
+from minigemma.quant_layers import Int4Linear
 from minigemma.gguf import GGUFFile, q4_k_parts
 from minigemma.weights import resolve
 
@@ -100,14 +102,15 @@ for name, gbs in roof["kernels"].items():
 # So cut the matrix into 16 blocks of rows, a free `view` of shape (16, N/16, K), and multiply every
 # block by the same column in one *batched* product, `torch.bmm`, which the library spreads over the
 # cores. The sums are the same (in another order, so float32 rounding may differ in the last bit).
-# `minigemma.linear.linear` does exactly this whenever up to 64 float32 rows meet a weight
+# `minigemma.rowblocks.linear` does exactly this whenever up to 64 float32 rows meet a weight
 # (`F.linear` is even slower on 2–64 rows than on one), which is why a plain `minigemma.load(...)`
 # decodes float32 about 3× faster than transformers (`benchmarks/results_roofline.md`).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 import time
-from minigemma.linear import linear, PackedLinear
+from minigemma.pack import PackedLinear
+from minigemma.rowblocks import linear
 
 def best_ms(fn, repeat=5):
     fn()  # warm-up
@@ -170,7 +173,7 @@ w = torch.from_numpy(gguf.tensor("blk.0.ffn_gate.weight"))  # (2048, 640) float3
 scale = w.abs().amax(dim=1) / 127  # (2048,): one scale per output row
 q8 = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
 w8 = q8.float() * scale[:, None]
-ours_q, ours_scale = mq.quantize_int8(w)
+ours_q, ours_scale = qf.quantize_int8(w)
 assert torch.equal(q8, ours_q) and torch.allclose(scale, ours_scale)  # the package does the same
 print(f"int8: mean |error| {(w8 - w).abs().mean():.2e}, weights' mean |w| {w.abs().mean():.2e}")
 
@@ -188,7 +191,7 @@ low, high = g.amin(-1), g.amax(-1)  # (rows, groups)
 s4 = (high - low) / 15
 q4 = torch.round((g - low[..., None]) / s4[..., None]).clamp(0, 15).to(torch.uint8)
 w4 = (q4.float() * s4[..., None] + low[..., None]).view(2048, 640)
-assert torch.equal(q4.view(2048, 640), mq.quantize_int4(w, G)[0])
+assert torch.equal(q4.view(2048, 640), qf.quantize_int4(w, G)[0])
 print(f"int4 (group {G}): mean |error| {(w4 - w).abs().mean():.2e}")
 
 # %% [markdown]
@@ -212,8 +215,8 @@ plt.show()
 
 # %%
 def int4_error(G):
-    q, s, lo = mq.quantize_int4(w, G)
-    return (mq.dequantize_int4(q, s, lo) - w).pow(2).mean().sqrt().item()
+    q, s, lo = qf.quantize_int4(w, G)
+    return (qf.dequantize_int4(q, s, lo) - w).pow(2).mean().sqrt().item()
 
 sizes = [16, 32, 64, 128, 320, 640]  # divisors of 640 (the kernel takes 32, 64, 128, 256)
 errors = [int4_error(G) for G in sizes]
@@ -236,13 +239,13 @@ widgets.interact(lambda G: print(f"group {G}: RMS error {int4_error(G):.2e}, {0.
 # building the float matrix. It wants two codes per byte in a tiled order: rows in tiles of 64;
 # for each column of a tile, byte `j` holds row `j` in its low nibble and row `32 + j` in its high
 # nibble. It computes `(q − 8) · scale + zero` per group, so we hand it `zero = low + 8 · scale`.
-# `minigemma.quantize.pack_int4` builds that layout in three lines; here we check it against the
+# `minigemma.quant_formats.pack_int4` builds that layout in three lines; here we check it against the
 # converter PyTorch ships and the product against a plain dequantise-then-matmul.
 
 # %%
 codes = q4.view(2048, 640)
-assert torch.equal(mq.pack_int4(codes), torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.int(), 2))
-layer = mq.Int4Linear(codes, s4, low, torch.float32)
+assert torch.equal(qf.pack_int4(codes), torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.int(), 2))
+layer = Int4Linear(codes, s4, low, torch.float32)
 x = torch.randn(1, 640, generator=torch.Generator().manual_seed(0))
 err = (layer(x) - F.linear(x, w4)).abs().max().item()
 assert err < 1e-5  # float rounding only: the outputs themselves are ~0.1-1
