@@ -19,7 +19,7 @@ import torch
 
 from .cache import KVCache
 from .constrained import JSONConstraint
-from .multimodal import media_prompt
+from .multimodal import has_towers, media_prompt
 from .sampling import Sampling
 from .speculative import speculative_ids
 
@@ -71,6 +71,9 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, sampling=None, stop_ids=N
     sampling = Sampling.of(sampling, **options)
     prompt_ids = check_prompt(model, prompt_ids, max_new_tokens)
     media = {k: v for k, v in dict(images=images, videos=videos, audio=audio).items() if v is not None}
+    if media and not has_towers(model):
+        raise ValueError(f"{' and '.join(media)} passed to a text-only model: it has no vision or audio tower "
+                         "(load a Gemma 4 checkpoint whose config.json has a vision_config / audio_config)")
     if assistant is not None:
         if media:
             raise ValueError("speculative decoding (assistant=...) takes text prompts only, not media")

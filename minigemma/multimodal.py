@@ -210,30 +210,37 @@ def has_towers(model) -> bool:
     return getattr(model, "vision_tower", None) is not None or getattr(model, "audio_tower", None) is not None
 
 
+def _is_image(x):  # (patches (n, 768), positions (n, 2)): what preprocess_image returns
+    return isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], torch.Tensor) and x[0].dim() == 2
+
+
+def _is_video(x):  # ([image per frame], [seconds per frame]): what preprocess_video returns
+    return isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], (list, tuple)) \
+        and all(_is_image(f) for f in x[0]) and isinstance(x[1], (list, tuple)) and len(x[0]) == len(x[1])
+
+
+def _is_audio(x):  # (frames, 128) log-mel features: what audio_features returns
+    return getattr(x, "ndim", None) == 2
+
+
 def check_media(images=None, videos=None, audio=None):
     """Raise a clear error unless each media argument is a list with one item per marker:
     ``images`` of ``(patches, positions)``, ``videos`` of ``(frames, timestamps)`` (what
     ``preprocess_image`` / ``preprocess_video`` return), ``audio`` of ``(frames, 128)`` features."""
-    for name, items, what in (("images", images, "preprocess_image(...)"),
-                              ("videos", videos, "preprocess_video(...)"),
-                              ("audio", audio, "audio_features(...)")):
+    for name, items, is_item, maker in (("images", images, _is_image, "preprocess_image"),
+                                        ("videos", videos, _is_video, "preprocess_video"),
+                                        ("audio", audio, _is_audio, "audio_features")):
         if items is None:
             continue
-        one = f"one {what} result per <|{name.rstrip('s')}|> marker"
-        if not isinstance(items, (list, tuple)):
-            raise ValueError(f"{name} must be a list with {one}; got {type(items).__name__} "
+        per_marker = f"one {maker}(...) result per <|{name.rstrip('s')}|> marker"
+        if is_item(items):
+            raise ValueError(f"{name} got a single {maker}(...) result itself: pass a list with {per_marker} "
                              f"(wrap a single item in a list: {name}=[item])")
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"{name} must be a list with {per_marker}, not {type(items).__name__}")
         for j, item in enumerate(items):
-            pair = isinstance(item, (list, tuple)) and len(item) == 2
-            if name == "audio":
-                ok = getattr(item, "ndim", None) == 2
-            elif name == "images":
-                ok = pair and isinstance(item[0], torch.Tensor) and item[0].dim() == 2
-            else:
-                ok = pair and isinstance(item[0], (list, tuple)) and not isinstance(item[0], torch.Tensor)
-            if not ok:
-                raise ValueError(f"{name}[{j}] is not {what}'s result: {name} must be a list with {one} "
-                                 f"(a single item goes in a list: {name}=[item])")
+            if not is_item(item):
+                raise ValueError(f"{name}[{j}] is not a {maker}(...) result: {name} takes a list with {per_marker}")
 
 
 def media_prompt(model, tokenizer, text, images=None, videos=None, audio=None, add_bos=True) -> list:

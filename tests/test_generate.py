@@ -95,6 +95,36 @@ def test_empty_prompt(tiny):
         list(generate_ids(tiny[0], [], max_new_tokens=3))
 
 
+def test_issue_20_bad_lengths_and_tensor_prompts_are_named(tiny):
+    model, tok = tiny
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=f"max_new_tokens must be an integer >= 1, got {bad}"):
+            generate(model, tok, "hello", max_new_tokens=bad)
+    ids = tok.encode("hello", add_bos=True)
+    with pytest.raises(ValueError, match=r"generation continues one prompt; got a tensor of shape \(2, 2\)"):
+        list(generate_ids(model, torch.tensor([ids, ids]), max_new_tokens=2))
+    one_row = list(generate_ids(model, torch.tensor([ids]), max_new_tokens=3))  # (1, T) is one prompt
+    assert one_row == list(generate_ids(model, ids, max_new_tokens=3))
+
+
+def test_issue_20_media_markers_on_a_text_only_model_are_text(tiny):
+    model, tok = tiny
+    prompt = "Describe <|image|> and <|audio|>"
+    assert generate(model, tok, prompt, max_new_tokens=4) == generate(model, tok, tok.encode(prompt, add_bos=True),
+                                                                       max_new_tokens=4)
+    image = (torch.zeros(9, 768), torch.zeros(9, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"images got a single preprocess_image\(...\) result itself.*images=\[item\]"):
+        generate(model, tok, prompt, images=image)  # a bare (patches, positions) tuple
+    with pytest.raises(ValueError, match=r"images\[0\] is not a preprocess_image\(...\) result"):
+        generate(model, tok, prompt, images=[torch.zeros(9, 768)])
+    with pytest.raises(ValueError, match=r"videos\[0\] is not a preprocess_video\(...\) result"):
+        generate(model, tok, "<|video|>", videos=[[image]])  # frames without their timestamps
+    with pytest.raises(ValueError, match=r"audio got a single audio_features\(...\) result itself"):
+        generate(model, tok, "<|audio|>", audio=torch.zeros(100, 128))
+    with pytest.raises(ValueError, match="images passed to a text-only model: it has no vision or audio tower"):
+        generate(model, tok, "Describe <|image|>", images=[image])
+
+
 def test_cli_streams_a_continuation_from_the_real_model():
     out = subprocess.run([sys.executable, "-m", "minigemma", "generate", "The capital of France is",
                           "--max-new-tokens", "8"], capture_output=True, text=True, cwd=ROOT, timeout=300)
