@@ -249,8 +249,9 @@ class Machine:
     def step(self, state, ch):
         out = set()
         for stack in state:
-            for s in self.step_stack(stack, ch):
-                out.update(self._expand(s))
+            if stack:
+                for s in stack[-1].step(self, stack[:-1], ch):
+                    out.update(self._expand(s))
         return frozenset(out)
 
     def step_stack(self, stack, ch):
