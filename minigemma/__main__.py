@@ -95,7 +95,7 @@ def _chat(args):
         try:
             reply = chat(model, tokenizer, messages, thinking=args.thinking, max_new_tokens=args.max_new_tokens,
                          temperature=args.temperature, top_p=args.top_p, min_p=args.min_p, seed=args.seed,
-                         stream=show)
+                         on_event=show)
         except (ChatFormatError, ValueError) as e:
             print(f"\nerror: {e}", file=sys.stderr)
             return 2

@@ -10,6 +10,7 @@ import pytest
 
 from minigemma import chat
 from minigemma.chat import ChatFormatError
+from minigemma.sampling import Sampling
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "chat_golden.json").read_text())
 CASES = GOLDEN["conversations"]
@@ -138,8 +139,38 @@ def _stream(text, rng):
     return events, parser.message
 
 
+UNTERMINATED_CALL = "<|tool_call>call:add{a:2}"  # generation stopped before <tool_call|>
+TEXTS = [o["text"] for o in OUTPUTS] + [UNTERMINATED_CALL, "<|turn>model\nHi<turn|>", "Hi <|image|>", ""]
+
+
+def _outcome(read):
+    try:
+        return read()
+    except ChatFormatError as e:
+        return ("error", str(e))
+
+
+@pytest.mark.parametrize("i", range(len(TEXTS)))
+def test_stream_parser_and_parse_give_one_answer(i):
+    """One grammar: every golden model output (well-formed or not), fed whole to parse and in
+    random-size pieces to StreamParser, gives the same message or the same error."""
+    text = TEXTS[i]
+    whole = _outcome(lambda: chat.parse(text))
+    for seed in range(3):
+        assert _outcome(lambda: _stream(text, random.Random(seed))[1]) == whole
+
+
+def test_unterminated_tool_call_is_a_call():
+    # dialog's grammar closes a tag left open at the end of the text (its ``unclosed_tag`` rule),
+    # so a complete call cut before <tool_call|> is a call, in parse and in the stream alike
+    call = {"name": "add", "arguments": {"a": 2}}
+    assert chat.parse(UNTERMINATED_CALL)["tool_calls"] == [call]
+    events, message = _stream(UNTERMINATED_CALL, random.Random(0))
+    assert events == [("tool_call", call)] and message["tool_calls"] == [call]
+
+
 @pytest.mark.parametrize("i", [i for i, o in enumerate(OUTPUTS) if o["error"] is None])
-def test_stream_parser_agrees_with_parse(i):
+def test_stream_events_agree_with_parse(i):
     text = OUTPUTS[i]["text"]
     events, message = _stream(text, random.Random(i))
     assert message == chat.parse(text)
@@ -165,10 +196,10 @@ def test_stream_parser_gemma3_names():
     assert events == [("text", "Hi"), ("tool_call", {"name": "f", "arguments": {"q": "x, y"}})]
 
 
-def test_stream_parser_error_on_unclosed_call():
+def test_stream_parser_error_on_unclosed_incomplete_call():
     p = chat.StreamParser()
     p.feed("<|tool_call>call:f{a:1")
-    with pytest.raises(ChatFormatError, match="ended inside a tool call"):
+    with pytest.raises(ChatFormatError, match="malformed call of 'f': unexpected end of text"):
         p.close()
 
 
@@ -213,6 +244,12 @@ def test_bad_values(value, message):
     ([], {"tools": [{"name": "f", "parameters": {"type": "object", "properties": []}}]}, "'properties' must be a dict"),
     ([], {"tools": [{"name": "f", "parameters": {"items": [{}]}}]}, "a schema must be a dict"),
     ([], {"tools": [{"name": "f", "parameters": {"anyOf": {}}}]}, "'anyOf' must be a list"),
+    ([], {"tools": [{"name": "f", "parameters": {"type": "object", "required": "city"}}]},
+     r"'required' must be a list of property names, got the string 'city' \(write \['city'\]\)"),
+    ([], {"tools": [{"name": "f", "parameters": {"required": [1]}}]}, "'required' must be a list of property names"),
+    ([], {"tools": [{"name": "f", "parameters": {"enum": "ab"}}]}, "'enum' must be a list of values, got str"),
+    ([], {"tools": [{"name": "f", "parameters": {"items": [{"type": "string"}]}}]}, "not supported"),
+    ([], {"tools": [{"name": "f", "parameters": {"properties": {"a": "string"}}}]}, r"properties\.a: a schema must be a dict"),
     ([], {"format": "chatml"}, "unknown format 'chatml'"),
     ([], {"format": "gemma3", "thinking": True}, "Gemma 3 has no thinking switch"),
 ])
@@ -261,11 +298,11 @@ def test_chat_forced_tool_call_is_valid_and_round_trips(gemma):
     import jsonschema
 
     model, tok = gemma
-    assert chat.format_of(tok) == "gemma3"
+    assert chat.chat_format(tok) == "gemma3"
     messages = [{"role": "user", "content": "What's the weather in Paris?"}]
     events = []
     reply = chat.chat(model, tok, messages, tools=WEATHER, tool_choice="get_weather", max_new_tokens=80,
-                      stream=lambda kind, value: events.append((kind, value)))
+                      on_event=lambda kind, value: events.append((kind, value)))
     (call,) = reply["tool_calls"]
     assert call["name"] == "get_weather" and events == [("tool_call", call)]
     jsonschema.validate(call["arguments"], WEATHER[0]["function"]["parameters"])
@@ -282,7 +319,7 @@ def test_chat_json_answer_and_free_answer(gemma):
     reply = chat.chat(model, tok, messages, json_schema=schema, max_new_tokens=24)
     assert set(json.loads(reply["content"])) == {"city"}
     events = []
-    free = chat.chat(model, tok, messages, max_new_tokens=12, stream=lambda k, v: events.append((k, v)))
+    free = chat.chat(model, tok, messages, max_new_tokens=12, on_event=lambda k, v: events.append((k, v)))
     assert free["role"] == "assistant" and "".join(v for k, v in events if k == "text") == free["content"]
 
 
@@ -295,3 +332,28 @@ def test_chat_errors(gemma):
         chat.chat(model, tok, messages, tool_choice="required")
     with pytest.raises(ChatFormatError, match="not both"):
         chat.chat(model, tok, messages, tools=WEATHER, tool_choice="get_weather", json_schema={"type": "null"})
+    with pytest.raises(TypeError, match="on_event"):
+        chat.chat(model, tok, messages, stream=print)
+    with pytest.raises(TypeError, match="unknown sampling option temprature"):
+        chat.chat(model, tok, messages, temprature=0.7)
+
+
+def test_chat_sampling_options_by_name_or_object(gemma):
+    model, tok = gemma
+    messages = [{"role": "user", "content": "Name a city."}]
+    by_name = chat.chat(model, tok, messages, max_new_tokens=6, temperature=0.7, seed=3)
+    by_object = chat.chat(model, tok, messages, max_new_tokens=6, sampling=Sampling(temperature=0.7, seed=3))
+    assert by_name == by_object
+
+
+def test_forced_call_with_upper_case_types(gemma):
+    """Gemma/OpenAPI-style upper-case types, which render accepts, work under tool_choice too: the
+    declaration and the constrained decoder share one schema normalisation."""
+    model, tok = gemma
+    tool = {"name": "get_weather", "parameters": {"type": "OBJECT", "required": ["city"], "properties": {
+        "city": {"type": "STRING", "maxLength": 12}, "days": {"type": "INTEGER", "minimum": 1, "maximum": 7}}}}
+    assert '<|"|>OBJECT<|"|>' in chat.render_tool(tool)
+    reply = chat.chat(model, tok, [{"role": "user", "content": "Weather in Oslo?"}], tools=[tool],
+                      tool_choice="get_weather", max_new_tokens=80)
+    (call,) = reply["tool_calls"]
+    assert call["name"] == "get_weather" and isinstance(call["arguments"]["city"], str)

@@ -133,11 +133,29 @@ def test_budget_is_respected_when_tight(gemma):
     ({"type": "array", "items": {"type": "null"}, "minItems": -1}, "'minItems' must be >= 0"),
     ({"type": "string", "maxLength": "5"}, "'maxLength' must be a number"),
     ([1], "a schema must be a dict"),
+    ({"type": "object", "properties": {"name": {"type": "string"}}, "required": "name"},
+     r"'required' must be a list of property names, got the string 'name' \(write \['name'\]\)"),
+    ({"type": "object", "properties": [{"name": "a"}]}, r"'properties' must be a dict \(name -> schema\)"),
+    ({"type": "object", "properties": {"a": "string"}}, r"schema.properties.a: a schema must be a dict, got str"),
+    ({"enum": "abc"}, "'enum' must be a list of values, got str"),
+    ({"type": "array", "items": [{"type": "null"}]}, r"schema.items: a schema must be a dict, got list: .* not supported"),
+    ({"anyOf": {"type": "null"}}, "'anyOf' must be a list of schemas, got dict"),
+    ({"type": 3}, "'type' must be a string or a list of strings"),
 ])
 def test_schema_errors(gemma, schema, message):
     _, tok = gemma
     with pytest.raises(SchemaError, match=message):
         JSONConstraint(schema, tok, 64)
+
+
+def test_upper_case_types_as_gemma_writes_them(gemma):
+    """Tool declarations may use Gemma/OpenAPI's upper-case types: one normalisation reads both."""
+    _, tok = gemma
+    upper = {"type": "OBJECT", "required": ["n"], "properties": {"n": {"type": ["INTEGER", "NULL"], "maximum": 9}}}
+    c = JSONConstraint(upper, tok, 16)
+    ids = _run(c, torch.Generator().manual_seed(0))
+    jsonschema.validate(json.loads(tok.decode(ids)), {"type": "object", "required": ["n"], "properties": {
+        "n": {"type": ["integer", "null"], "maximum": 9}}})
 
 
 def test_generate_errors(gemma):

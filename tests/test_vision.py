@@ -505,13 +505,13 @@ def test_vision_config_errors_name_the_field():
 def test_chat_with_an_image_part_feeds_the_image_to_the_tower(multimodal_pair):
     """chat() renders an image part as <|image|>, which multimodal_prompt expands as transformers'
     processor does; the reply is the greedy continuation transformers computes from those ids."""
-    from minigemma.chat import chat, format_of, render
+    from minigemma.chat import chat, chat_format, render
 
     ref, model, tok, _ = multimodal_pair
     image = two_images()[1]
     messages = [{"role": "user", "content": [{"type": "text", "text": "What is in "}, {"type": "image"},
                                               {"type": "text", "text": "?"}]}]
-    prompt = render(messages, format=format_of(tok))
+    prompt = render(messages, format=chat_format(tok))
     assert prompt.count("<|image|>") == 1
     ids = minigemma.multimodal_prompt(tok, prompt, images=[image])
     n = len(image[1]) // 9

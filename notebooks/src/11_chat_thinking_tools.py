@@ -109,7 +109,7 @@ plt.show()
 # and only 15 in Gemma 3's own format, where each tag is one token (the red boxes). A tokenizer
 # and a chat format are designed together: a model learns a tag best when the tag is one token it
 # cannot confuse with text a user types. That is why, with our Gemma 3 model, `chat()` picks the
-# Gemma 3 spelling automatically (`chat.format_of(tokenizer)`).
+# Gemma 3 spelling automatically (`chat.chat_format(tokenizer)`).
 
 # %% [markdown]
 # ## 3. Thinking
@@ -130,6 +130,18 @@ model_turn = ("<|channel>thought\n91 = 7 × 13, so it has divisors other than 1 
               "No: 91 = 7 × 13.<turn|>")
 reply = parse(model_turn)
 print(json.dumps(reply, ensure_ascii=False, indent=1))
+
+# %% [markdown]
+# **Streaming.** `chat(..., on_event=...)` reports the model's turn while it is written. The reader
+# behind it is the one `parse` uses, fed piece by piece: it reports only what is certain, so a
+# half-written `<|tool` waits for the next piece, and a tool call comes out whole when it closes.
+
+# %%
+stream = chat.StreamParser()
+for piece in ["<|channel>thou", "ght\nadd them<chan", "nel|>It is <|tool", "_call>call:add{a:2,b:3}<tool_call|>"]:
+    print(f"{piece!r:40} -> {stream.feed(piece)}")
+print("close ->", stream.close())
+print("message:", stream.message)
 
 # %% [markdown]
 # **Stripping the thought.** A thought is for the model's current answer only: when the

@@ -1,0 +1,59 @@
+"""The tags of Gemma 4's conversation format, their Gemma 3 spellings, and the format's error.
+
+Gemma 4 marks structure with paired tags ``<|name>`` ... ``<name|>`` (turn, channel, tool,
+tool_call, tool_response) and standalone markers ``<|name|>`` (think, image, audio); strings in
+values sit between ``<|"|>`` delimiters. Gemma 3 spells the same structure with other
+single-token names (``<start_of_turn>`` ...), which ``to_gemma3`` / ``from_gemma3`` swap.
+This file holds names only: rendering is in ``chat_render.py``, reading in ``chat_parse.py``.
+"""
+
+import re
+
+TURN_OPEN, TURN_CLOSE = "<|turn>", "<turn|>"
+THINK = "<|think|>"
+CHANNEL_OPEN, CHANNEL_CLOSE = "<|channel>", "<channel|>"
+TOOL_OPEN, TOOL_CLOSE = "<|tool>", "<tool|>"
+CALL_OPEN, CALL_CLOSE = "<|tool_call>", "<tool_call|>"
+RESPONSE_OPEN, RESPONSE_CLOSE = "<|tool_response>", "<tool_response|>"
+QUOTE = '<|"|>'
+
+# Media markers: one per image / audio clip in a message (content part kind -> marker text). The
+# vision and audio encoders replace each marker by their soft tokens (``multimodal.py``).
+MARKERS = {"image": "<|image|>", "audio": "<|audio|>"}
+
+GEMMA3_NAMES = {
+    TURN_OPEN: "<start_of_turn>", TURN_CLOSE: "<end_of_turn>",
+    TOOL_OPEN: "<start_function_declaration>", TOOL_CLOSE: "<end_function_declaration>",
+    CALL_OPEN: "<start_function_call>", CALL_CLOSE: "<end_function_call>",
+    RESPONSE_OPEN: "<start_function_response>", RESPONSE_CLOSE: "<end_function_response>",
+    CHANNEL_OPEN: "<start_receiver>", CHANNEL_CLOSE: "<end_receiver>",
+    QUOTE: "<escape>",
+}
+_TO_GEMMA3 = re.compile("|".join(re.escape(k) for k in sorted(GEMMA3_NAMES)))
+_FROM_GEMMA3 = re.compile("|".join(re.escape(v) for v in sorted(GEMMA3_NAMES.values())))
+_GEMMA3_BACK = {v: k for k, v in GEMMA3_NAMES.items()}
+FORMATS = ("gemma4", "gemma3")
+
+
+class ChatFormatError(ValueError):
+    """A conversation that cannot be rendered, or model output that cannot be parsed."""
+
+
+def check_format(format):
+    if format not in FORMATS:
+        raise ChatFormatError(f"unknown format {format!r} (expected 'gemma4' or 'gemma3')")
+
+
+def to_gemma3(text: str) -> str:
+    """Gemma 4 tag names -> Gemma 3's (the structure is the same)."""
+    return _TO_GEMMA3.sub(lambda m: GEMMA3_NAMES[m.group()], text)
+
+
+def from_gemma3(text: str) -> str:
+    """Gemma 3 tag names -> Gemma 4's."""
+    return _FROM_GEMMA3.sub(lambda m: _GEMMA3_BACK[m.group()], text)
+
+
+def chat_format(tokenizer) -> str:
+    """'gemma4' when the vocabulary has Gemma 4's turn token, else 'gemma3' (e.g. our 270M)."""
+    return "gemma4" if TURN_OPEN in tokenizer.special else "gemma3"
