@@ -20,7 +20,7 @@ a tag. The structure it accepts:
 
 import re
 
-from .chat_tags import MARKERS, TURN_OPEN, ChatFormatError, check_format, from_gemma3
+from .chat_tags import CHAT_MEDIA, MARKERS, TURN_OPEN, ChatFormatError, check_format, from_gemma3
 from .chat_values import parse_value
 
 _TAG = re.compile(r"<\|(\w+)>|<(\w+)\|>|<\|(\w+)\|>")  # not <|"|>: that belongs to values
@@ -29,9 +29,9 @@ _LONGEST_TAG = 32  # a longer tail cannot be the start of a tag: emit it
 ROLES = ("system", "user", "model")
 BODIES = {"tool": "declaration", "tool_call": "call", "tool_response": "response"}  # tag -> KIND
 CLOSED = {"turn", "channel"} | set(BODIES)
-STANDALONE = {"think"} | set(MARKERS)
-HOLDS = {"root": {"turn"}, "system": {"think", "tool"}, "user": set(MARKERS),
-         "model": {"channel", "tool_call", "tool_response"} | set(MARKERS), "channel": set(MARKERS)}
+STANDALONE = {"think"} | set(CHAT_MEDIA)
+HOLDS = {"root": {"turn"}, "system": {"think", "tool"}, "user": set(CHAT_MEDIA),
+         "model": {"channel", "tool_call", "tool_response"} | set(CHAT_MEDIA), "channel": set(CHAT_MEDIA)}
 PLACE_NAMES = {"root": "a conversation (only <|turn> tags)", "system": "the system turn", "user": "a user turn",
                "model": "a model turn", "channel": "a thought"}
 EMPTY = {"role": "assistant", "content": "", "reasoning": None, "tool_calls": []}

@@ -10,7 +10,7 @@ thinking switch; ``dialog`` would write a literal ``<unusedXX>``).
 
 import json
 
-from .chat_tags import (CHANNEL_CLOSE, CHANNEL_OPEN, MARKERS, RESPONSE_OPEN, THINK, TURN_CLOSE, TURN_OPEN,
+from .chat_tags import (CHANNEL_CLOSE, CHANNEL_OPEN, CHAT_MEDIA, MARKERS, RESPONSE_OPEN, THINK, TURN_CLOSE, TURN_OPEN,
                         ChatFormatError, check_format, to_gemma3)
 from .chat_tools import render_call, render_response, render_tool, tool_call
 
@@ -35,11 +35,11 @@ def _content_text(message, n):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
                 out.append(part["text"])
-            elif kind in MARKERS:
+            elif kind in CHAT_MEDIA:
                 out.append(MARKERS[kind])
             else:
                 raise ChatFormatError(f"message {n}: unsupported content part {part!r} "
-                                      f"(expected type 'text', {', '.join(repr(k) for k in MARKERS)})")
+                                      f"(expected type 'text', {', '.join(repr(k) for k in CHAT_MEDIA)})")
         return "".join(out)
     raise ChatFormatError(f"message {n}: content must be a string or a list of parts, got {type(content).__name__}")
 

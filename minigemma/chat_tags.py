@@ -17,9 +17,11 @@ CALL_OPEN, CALL_CLOSE = "<|tool_call>", "<tool_call|>"
 RESPONSE_OPEN, RESPONSE_CLOSE = "<|tool_response>", "<tool_response|>"
 QUOTE = '<|"|>'
 
-# Media markers: one per image / audio clip in a message (content part kind -> marker text). The
-# vision and audio encoders replace each marker by their soft tokens (``multimodal.py``).
-MARKERS = {"image": "<|image|>", "audio": "<|audio|>"}
+# Media markers: where an image, a video or a clip sits in a prompt (kind -> marker text, transformers'
+# spelling). The towers' soft tokens replace each one (``multimodal.py``). A chat message may hold
+# images and audio clips (``CHAT_MEDIA``, as dialog's format has them).
+MARKERS = {"image": "<|image|>", "video": "<|video|>", "audio": "<|audio|>"}
+CHAT_MEDIA = ("image", "audio")
 
 GEMMA3_NAMES = {
     TURN_OPEN: "<start_of_turn>", TURN_CLOSE: "<end_of_turn>",

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .audio import AudioTower
+from .chat_tags import MARKERS
 from .log_mel import audio_token_count
 from .decoder import Gemma
 from .norm import RMSNorm
@@ -152,9 +153,6 @@ def vision_blocks(input_ids):
 
 def _timestamp(seconds: float) -> str:
     return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
-
-
-MARKERS = {"image": "<|image|>", "video": "<|video|>", "audio": "<|audio|>"}  # transformers' spelling, in prompts
 
 
 def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_bos=True) -> list:
