@@ -15,15 +15,18 @@ that drift of a shared machine hits all of them alike. Not a test: timings depen
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from minigemma.config import TextConfig
-from minigemma.moe import LOOP_FROM, Experts, Router, experts_dense, experts_grouped, experts_loop, experts_naive
+from minigemma.moe import LOOP_FROM, Experts, Router, experts_grouped, experts_loop
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "notebooks"))
+from moe_baselines import experts_dense, experts_naive  # noqa: E402  (course code, not the package)
 
 
 def speeds(methods, n, repeat):

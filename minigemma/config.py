@@ -11,6 +11,11 @@ refused with an error that names the field, never silently ignored.
 from dataclasses import dataclass, field, fields
 
 SLIDING, FULL = "sliding_attention", "full_attention"
+# Gemma 3 27B is the one size with 62 layers (1B: 26, 4B: 34, 12B: 48, 270M: 18) and the one whose
+# attention scale is not head_dim ** -0.5 but (hidden / heads) ** -0.5 = 168 ** -0.5 (its config.json
+# has query_pre_attn_scalar 168, head_dim 128). A GGUF stores neither, so llama.cpp recognises 27B by
+# its layer count (src/llama-model.cpp, LLM_ARCH_GEMMA3, after gemma_pytorch's config.py) and so do we.
+GEMMA3_27B_LAYERS = 62
 
 
 def default_layer_types(num_layers, pattern=6):
@@ -208,8 +213,8 @@ class TextConfig:
             layer_types=default_layer_types(n_layers),  # GGUF does not store the 5:1 pattern
             # The local base 1e4 is not stored either; llama.cpp and transformers both assume it.
             rope_parameters={FULL: full_rope, SLIDING: {"rope_type": "default", "rope_theta": 10_000.0}},
-            # llama.cpp: 27B (62 layers) scales by hidden/heads, every other size by head_dim.
-            query_pre_attn_scalar=hidden // heads if n_layers == 62 else head_dim,
+            # llama.cpp: 27B scales by hidden/heads, every other size by head_dim.
+            query_pre_attn_scalar=hidden // heads if n_layers == GEMMA3_27B_LAYERS else head_dim,
             max_position_embeddings=get("context_length"),
         )
 

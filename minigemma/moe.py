@@ -92,8 +92,8 @@ def group_by_expert(index, num_experts):
     return order, token_of, torch.bincount(flat_expert, minlength=num_experts)
 
 
-# The dispatch written four ways: two fast (Experts.forward picks one), two slow baselines.
-# Notebook 07 builds them; benchmarks/bench_moe.py times them.
+# The dispatch written two ways (Experts.forward picks one); the two slow baselines notebook 07 and
+# benchmarks/bench_moe.py time beside them are in notebooks/moe_baselines.py.
 def experts_grouped(experts, x, index, weights):
     """Every picked expert in two calls of ``F.grouped_mm``: x: (N, D), index/weights: (N, k) -> (N, D).
 
@@ -137,25 +137,6 @@ def experts_loop(experts, x, index, weights):
         out.index_add_(0, tokens, y * weights.reshape(-1)[rows, None].to(y.dtype))
         start += n
     return out
-
-
-def experts_naive(experts, x, index, weights):
-    """One token at a time, one chosen expert at a time: obviously right, very slow."""
-    out = torch.zeros_like(x)
-    for t in range(x.shape[0]):
-        for e, w in sorted(zip(index[t].tolist(), weights[t])):  # expert order, like the grouped version
-            gate, up = F.linear(x[t], experts.gate_up_proj[e]).chunk(2, dim=-1)
-            out[t] += w.to(x.dtype) * F.linear(F.gelu(gate, approximate="tanh") * up, experts.down_proj[e])
-    return out
-
-
-def experts_dense(experts, x, index, weights):
-    """Every expert on every token, then keep the chosen ones: simple tensors, E/k times the work."""
-    gate, up = torch.einsum("nd,efd->enf", x, experts.gate_up_proj).chunk(2, dim=-1)  # (E, N, I) each
-    y = torch.einsum("eni,edi->end", F.gelu(gate, approximate="tanh") * up, experts.down_proj)  # (E, N, D)
-    mix = torch.zeros(x.shape[0], experts.gate_up_proj.shape[0], dtype=x.dtype)  # (N, E)
-    mix.scatter_(1, index, weights.to(x.dtype))  # the router's weight where chosen, 0 elsewhere
-    return torch.einsum("ne,end->nd", mix, y)
 
 
 def active_parameters(config, keys: dict) -> tuple:

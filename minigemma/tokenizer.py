@@ -29,6 +29,10 @@ from .gguf import GGUFFile
 # SentencePiece piece types, as stored in GGUF's tokenizer.ggml.token_type.
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 SPACE = "\u2581"  # "▁"
+# Our own bound, not Gemma's: the word cache (word -> ids) is emptied once it holds this many words.
+# An entry costs about 200 bytes (measured: a short str key and a short list of ids), so the cache
+# stays near 20 MB, while 100k distinct words is more than a long book uses (repeats hit the cache).
+WORD_CACHE_SIZE = 100_000
 
 
 class Tokenizer:
@@ -182,7 +186,7 @@ class Tokenizer:
         for word in self._words(text):
             cached = self._cache.get(word)
             if cached is None:
-                if len(self._cache) > 100_000:
+                if len(self._cache) > WORD_CACHE_SIZE:
                     self._cache.clear()
                 cached = self._cache[word] = self._bpe_word(word)
             ids.extend(cached)

@@ -3,6 +3,12 @@
 Every function returns something a notebook can display (a matplotlib figure, HTML, or an
 ipywidgets view) and is importable on its own so tests can run it. matplotlib, IPython and
 ipywidgets are imported inside the functions: ``import minigemma`` never needs them.
+
+Why this is package code while the tiny-MoE script and the slow MoE baselines live in notebooks/:
+learners call these functions from their own notebooks on an installed package (``attention_maps``
+and ``routing`` read any loaded model, not only the course's); STYLE.md has every course figure
+come from a function here so that tests/test_viz.py can check what it draws; and it costs an
+installed package nothing, since it needs no data files and no plotting library at import time.
 """
 
 import html

@@ -398,7 +398,7 @@ def check_exercise_7_2(fn):
 
 def check_exercise_7_3(fn):
     """fn(index, probs, num_experts) -> the Switch-style load-balancing loss of one layer."""
-    from minigemma.train_tiny_moe import balance_loss
+    from tiny_moe import balance_loss  # notebooks/tiny_moe.py, beside this file
 
     gen = torch.Generator().manual_seed(10)
     for N, E, k in [(40, 8, 2), (7, 16, 4)]:

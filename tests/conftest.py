@@ -136,3 +136,67 @@ def make_tiny_gemma3(out_dir, tokenizer_dir, **overrides):
     model.save_pretrained(out_dir, **save_kwargs)
     shutil.copy(tokenizer_dir / "tokenizer.json", Path(out_dir) / "tokenizer.json")
     return model
+
+
+# Tests that take more than ~5 s each (call plus the setup only they need; parametrised variants
+# counted together), measured one file at a time with --durations=0 on 2 shared cores. They carry
+# the ``slow`` marker, so ``python -m pytest -m "not slow" tests`` is the fast subset; CI runs
+# everything. One list here instead of decorators in every file; a name that no longer exists is
+# reported as a warning when its file is collected.
+SLOW = {
+    "test_audio.py": ["test_logits_with_clips_in_the_prompt_equal_transformers", "test_tower_and_embedder_equal_transformers",
+                      "test_greedy_continuation_equals_transformers_generate", "test_token_count_follows_the_subsampler"],
+    "test_chat.py": ["test_chat_forced_tool_call_is_valid_and_round_trips", "test_chat_json_answer_and_free_answer"],
+    "test_constrained.py": ["test_real_model_greedy_output_is_valid", "test_real_model_sampled_output_is_valid",
+                            "test_random_choices_always_give_valid_json", "test_greedy_takes_the_most_likely_allowed_piece"],
+    "test_exercises.py": ["test_tour_exercises"],
+    "test_gemma4.py": ["test_logits_match_transformers", "test_greedy_with_cache_matches_transformers",
+                       "test_values_only_cache_decodes_bit_for_bit_like_a_cache_of_keys_and_values",
+                       "test_multimodal_layout_and_unused_kv_tensors", "test_bfloat16_checkpoint_is_cast",
+                       "test_cached_decoding_equals_full_forward_and_cache_bytes_equal_accounting", "test_clear_errors",
+                       "test_expected_keys_equal_transformers_for_the_real_configs"],
+    "test_generate.py": ["test_cli_speed_options_load_the_faster_model_and_refuse_a_bad_combination",
+                         "test_greedy_is_deterministic_and_top_k_1_is_greedy", "test_streaming_pieces_add_up_to_the_text",
+                         "test_cli_streams_a_continuation_from_the_real_model", "test_cli_chat_on_the_real_model",
+                         "test_seed_makes_sampling_reproducible"],
+    "test_gguf.py": ["test_every_tensor_type_in_the_file_dequantises_like_gguf"],
+    "test_model.py": ["test_real_greedy_text_matches_transformers", "test_cached_decoding_equals_full_forward",
+                      "test_real_logits_match_transformers", "test_tiny_random_checkpoint_matches_transformers",
+                      "test_tiny_greedy_with_cache_matches_transformers", "test_bfloat16_load_runs_close_to_float32"],
+    "test_moe.py": ["test_committed_tiny_moe_reproduces_its_validation_loss_and_beats_uniform",
+                    "test_router_choices_equal_transformers"],
+    "test_quantize.py": ["test_quantised_model_equals_float_model_of_its_dequantised_weights",
+                         "test_moe_experts_are_quantised_and_equal_their_dequantised_weights",
+                         "test_int4_mixed_keeps_the_sensitive_types_at_8_bits", "test_quantised_load_runs_in_bf16_unless_asked",
+                         "test_clear_errors", "test_real_model_int4_takes_the_gguf_blocks"],
+    "test_speculative.py": ["test_speculative_greedy_equals_plain_greedy_and_transformers_assisted",
+                            "test_speculative_sampling_runs_and_is_reproducible",
+                            "test_accept_reject_rule_keeps_the_target_distribution",
+                            "test_partial_acceptance_and_smaller_model_drafting_keep_greedy_exact"],
+    "test_vision.py": ["test_model_input_errors_name_the_problem", "test_preprocessing_equals_transformers_for_every_budget_and_shape",
+                       "test_logits_with_one_and_two_images_match_transformers",
+                       "test_a_checkpoint_with_an_audio_tower_loads_with_its_vision_tower",
+                       "test_video_logits_and_greedy_match_transformers",
+                       "test_greedy_continuation_with_images_matches_transformers_generate",
+                       "test_chat_with_an_image_part_feeds_the_image_to_the_tower"],
+    "test_viz.py": ["test_attention_maps_are_distributions_and_respect_the_window"],
+    "test_swaps.py": ["test_packed_gemma4_models_equal_unpacked_ones",
+                      "test_packed_real_model_equals_the_plain_one_up_to_rounding", "test_pack_errors_name_the_problem",
+                      "test_linear_equals_f_linear",
+                      "test_model_code_is_plain_and_load_swaps_in_row_blocks_with_the_same_weights_and_keys"],
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect anything
+def pytest_collection_modifyitems(config, items):
+    import warnings
+
+    modules = {}
+    for item in items:
+        if getattr(item, "originalname", None) in SLOW.get(item.path.name, ()):
+            item.add_marker(pytest.mark.slow)
+        modules.setdefault(item.path.name, getattr(item, "module", None))
+    for file, module in modules.items():
+        for name in SLOW.get(file, ()):
+            if module is not None and not hasattr(module, name):
+                warnings.warn(f"tests/conftest.py lists a slow test {file}::{name} that no longer exists")

@@ -117,6 +117,34 @@ def test_cached_decoding_equals_full_forward_and_cache_bytes_equal_accounting(pa
 
 
 @torch.no_grad()
+def test_cache_holds_the_tensors_transformers_cache_holds(pair):
+    """Layer by layer, after the same 30 tokens, our cache of keys and values holds tensors of the
+    shapes transformers' DynamicCache holds (the reference for bytes: real allocated tensors):
+    nothing on KV-shared layers, every position on global layers, and on sliding layers one slot
+    more than transformers' window - 1 (our ring buffer writes the current token before attending;
+    transformers concatenates it). So nbytes = their bytes + that one slot per sliding layer."""
+    from transformers.cache_utils import DynamicSlidingWindowLayer
+
+    style, ref, model, _ = pair
+    ids = torch.randint(3, 262144, (1, 30), generator=torch.Generator().manual_seed(3))
+    cache = KVCache(model.config, batch=1, max_len=30, values_only=False)
+    model(ids, cache=cache)
+    theirs = ref(ids, use_cache=True).past_key_values.layers
+    assert len(theirs) == len(cache.layers)
+    expected = 0
+    for ours, layer in zip(cache.layers, theirs):
+        if layer.keys is None:  # transformers' DummyLayer: KV-shared
+            assert ours is None
+            continue
+        B, K, n, hd = layer.values.shape
+        n += isinstance(layer, DynamicSlidingWindowLayer)
+        assert ours.k.shape == ours.v.shape == (B, K, n, hd) and layer.keys.shape == layer.values.shape
+        expected += 2 * B * K * n * hd * layer.values.element_size()
+    assert cache.nbytes == expected
+    assert kv_cache_bytes(model.config, 30, dtype=torch.float32, values_only=False) == expected
+
+
+@torch.no_grad()
 def test_values_only_cache_decodes_bit_for_bit_like_a_cache_of_keys_and_values(pair):
     """Keys as values: the cache holds V alone on those layers and rebuilds K = RoPE(V ⊙ w_k) on read."""
     style, _, model, _ = pair
@@ -139,15 +167,44 @@ def test_values_only_cache_decodes_bit_for_bit_like_a_cache_of_keys_and_values(p
         assert caches[True].nbytes < caches[False].nbytes
 
 
+# The published layouts (config.json / model cards), written out by hand rather than read from our
+# presets: layers that hold a cache (KV-shared layers hold none) as (count, KV heads, head dim), the
+# sliding window, and whether global layers use keys as values.
+#   E2B: 35 layers, every 5th global, the last 20 KV-shared -> layers 0-14: 12 sliding + 3 global.
+#   E4B: 42 layers, every 6th global, the last 18 KV-shared -> layers 0-23: 20 sliding + 4 global.
+#   26B-A4B: 30 layers, every 6th global: 25 sliding (8 KV heads) + 5 global (2 KV heads, K = V).
+#   31B: 60 layers, every 6th global: 50 sliding (16 KV heads) + 10 global (4 KV heads, K = V).
+PUBLISHED_CACHES = {  # name: (sliding (n, heads, dim), global (n, heads, dim), window, keys as values)
+    "gemma4-e2b": ((12, 1, 256), (3, 1, 512), 512, False),
+    "gemma4-e4b": ((20, 2, 256), (4, 2, 512), 512, False),
+    "gemma4-26b-a4b": ((25, 8, 256), (5, 2, 512), 1024, True),
+    "gemma4-31b": ((50, 16, 256), (10, 4, 512), 1024, True),
+}
+
+
+def published_cache_bytes(name, context, itemsize, values_only):
+    """Bytes from first principles: per layer, positions kept × KV heads × head dim × (K and V) × itemsize.
+    A sliding layer keeps its window, a global layer every position. Keys-as-values layers keep V alone
+    plus one (cos, sin) table of the positions for the rotated quarter of the 512 dims (128)."""
+    (n_s, heads_s, dim_s), (n_g, heads_g, dim_g), window, k_eq_v = PUBLISHED_CACHES[name]
+    v_only = k_eq_v and values_only
+    sliding = n_s * min(window, context) * heads_s * dim_s * 2 * itemsize
+    global_ = n_g * context * heads_g * dim_g * (1 if v_only else 2) * itemsize
+    table = 2 * context * (512 // 4) * itemsize if v_only else 0
+    return sliding + global_ + table
+
+
 @pytest.mark.parametrize("name", sorted(minigemma.PRESETS))
 @pytest.mark.parametrize("values_only", [True, False])
-def test_kv_cache_bytes_equal_what_the_cache_allocates_for_the_real_configs(name, values_only):
+def test_kv_cache_bytes_and_the_cache_equal_a_count_from_the_published_layouts(name, values_only):
+    """kv_cache_bytes and what KVCache allocates (on the meta device) against published_cache_bytes."""
+    assert set(PUBLISHED_CACHES) == set(minigemma.PRESETS)
     config = minigemma.preset(name)
-    for context in (8192, config.max_position_embeddings):
+    for context in (100, 8192, config.max_position_embeddings):
+        expected = published_cache_bytes(name, context, 2, values_only)  # bfloat16: 2 bytes
         cache = KVCache(config, 1, context, dtype=torch.bfloat16, device="meta", values_only=values_only)
-        assert cache.nbytes == kv_cache_bytes(config, context, torch.bfloat16, values_only=values_only)
-    saved = kv_cache_bytes(config, 262144 // 2, values_only=False) - kv_cache_bytes(config, 262144 // 2)
-    assert (saved > 0) == config.attention_k_eq_v
+        assert cache.nbytes == expected
+        assert kv_cache_bytes(config, context, torch.bfloat16, values_only=values_only) == expected
 
 
 def test_values_only_cache_cannot_wrap_around():
@@ -237,14 +294,31 @@ def test_ple_model_needs_input_ids(pair):
         torch.testing.assert_close(model(inputs_embeds=model.embed(ids)), model(ids))
 
 
-def test_bidirectional_image_blocks_only_widen_the_mask():
+def hf_mask(mask_function, q_pos, k_pos):
+    """transformers' mask function (masking_utils) evaluated at every (query, key) position -> (T, S) bool."""
+    return mask_function(0, 0, q_pos[:, None], k_pos[None, :])
+
+
+@pytest.mark.parametrize("window", [None, 1, 3, 8])
+def test_attention_masks_equal_transformers_mask_functions(window):
+    """Causal, sliding-window and image-block masks against transformers' masking_utils rules:
+    a sliding Gemma 4 layer is AND(sliding window, OR(causal, blockwise)) (modeling_gemma4's
+    create_masks_for_vision_model); without a window, OR(causal, blockwise). Queries both as a
+    prefill (all positions) and as a decode step against a cache whose keys are out of order."""
+    from transformers.masking_utils import (and_masks, blockwise_overlay, causal_mask_function, or_masks,
+                                            sliding_window_overlay)
+
     from minigemma.attention import attention_mask
 
-    pos = torch.arange(6)
-    blocks = torch.tensor([-1, 0, 0, 0, -1, -1])  # tokens 1-3 are one image
-    m = attention_mask(pos, pos, None, blocks)
-    causal = attention_mask(pos, pos)
-    same_image = (blocks[:, None] == blocks[None, :]) & (blocks[:, None] >= 0)
-    assert torch.equal(m, causal | same_image)  # image tokens see each other both ways, nothing else changes
-    windowed = attention_mask(pos, pos, 2, blocks)
-    assert not windowed[3, 1] and windowed[3, 2]  # the window still bounds how far back a token looks
+    blocks = torch.tensor([-1, 0, 0, 0, -1, -1, 1, 1, 1, 1, 1, -1])  # two images: tokens 1-3 and 6-10
+    rule = or_masks(causal_mask_function, blockwise_overlay(blocks[None]))
+    if window is not None:
+        rule = and_masks(sliding_window_overlay(window), rule)
+    plain = causal_mask_function if window is None else and_masks(sliding_window_overlay(window), causal_mask_function)
+    pos = torch.arange(12)
+    ring = torch.tensor([8, 9, 10, 11, 4, 5, 6, 7])  # a ring buffer of 8 slots after 12 tokens
+    for q, k in [(pos, pos), (torch.tensor([7, 8, 11]), ring)]:
+        assert torch.equal(attention_mask(q, k, window, blocks), hf_mask(rule, q, k))
+        assert torch.equal(attention_mask(q, k, window), hf_mask(plain, q, k))
+    empty = attention_mask(torch.tensor([3]), torch.tensor([0, 1, 2, 3, -1, -1]), window)
+    assert empty[0, 4:].sum() == 0  # -1 marks an empty cache slot (our convention): never attended

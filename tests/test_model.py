@@ -14,11 +14,10 @@ from .conftest import hf_greedy, make_tiny_gemma3
 def prompts(gemma, sample_text):
     tok = gemma[1]
     texts = ["The capital of France is", "def add(a, b):\n    return", "東京は日本の首都です。Paris is", sample_text]
-    return [tok.encode(t, add_bos=True) for t in texts]
-
-
-def test_prompts_cover_the_sliding_window(prompts):
-    assert max(len(p) for p in prompts) > 512 + 200  # the 512-token window is really exercised
+    ids = [tok.encode(t, add_bos=True) for t in texts]
+    # a precondition of the tests below, not a test: the 512-token window is really exercised
+    assert max(len(p) for p in ids) > 512 + 200, "data/sample_text.txt must be longer than the sliding window"
+    return ids
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@ tiny trained MoE reproduces the validation loss written next to it."""
 
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -11,10 +12,14 @@ import torch.nn.functional as F
 import minigemma
 from minigemma import moe
 from minigemma.config import TextConfig
-from minigemma.moe import (LOOP_FROM, Experts, Router, active_parameters, experts_dense, experts_grouped,
-                          experts_loop, experts_naive)
-from minigemma.train_tiny_moe import (OUT, evaluate, expert_shares, kind_information, load_tiny_moe, validation_data,
-                                     with_untrained_routers)
+from minigemma.moe import LOOP_FROM, Experts, Router, active_parameters, experts_grouped, experts_loop
+
+from .conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "notebooks"))  # the course code: the tiny MoE's script and the slow baselines
+from moe_baselines import experts_dense, experts_naive  # noqa: E402
+from tiny_moe import (OUT, evaluate, expert_shares, kind_information, load_tiny_moe, validation_data,  # noqa: E402
+                      with_untrained_routers)
 
 CFG = TextConfig(model_type="gemma4_text", hidden_size=48, num_hidden_layers=1, layer_types=("full_attention",),
                  num_attention_heads=4, num_key_value_heads=1, enable_moe_block=True, num_experts=16,
@@ -32,13 +37,24 @@ def block():
     return experts, router, x
 
 
-def test_router_choices_have_no_ties_and_weights_are_scaled(block):
+def test_router_equals_transformers_router(block):
+    """Our Router against transformers' Gemma4TextRouter with the same weights (scale, projection and
+    per-expert scales all random): the same probabilities, the same experts, the same weights."""
+    from transformers import Gemma4TextConfig
+    from transformers.models.gemma4.modeling_gemma4 import Gemma4TextRouter
+
     experts, router, x = block
-    weights, index, probs = router(x)
+    ref = Gemma4TextRouter(Gemma4TextConfig(hidden_size=48, num_experts=16, top_k_experts=4,
+                                            rms_norm_eps=CFG.rms_norm_eps, enable_moe_block=True))
+    ref.load_state_dict(router.state_dict())
+    with torch.no_grad():
+        weights, index, probs = router(x)
+        ref_probs, ref_weights, ref_index = ref(x)
     top = probs.topk(CFG.top_k_experts + 1, dim=-1).values
-    assert (top[:, -2] - top[:, -1]).min() > 1e-6  # ties-free: the k-th and (k+1)-th differ
-    renormed = probs.gather(1, index) / probs.gather(1, index).sum(-1, keepdim=True)
-    torch.testing.assert_close(weights, renormed * router.per_expert_scale[index])
+    assert (top[:, -2] - top[:, -1]).min() > 1e-6  # ties-free: the k-th and (k+1)-th differ, so index is defined
+    assert torch.equal(index, ref_index)
+    torch.testing.assert_close(probs, ref_probs, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights, ref_weights, atol=1e-6, rtol=1e-5)
 
 
 def routed(router, n, seed=1):
@@ -185,7 +201,7 @@ def test_active_parameters_of_the_26b_preset():
 
 def test_committed_tiny_moe_reproduces_its_validation_loss_and_beats_uniform():
     model, vocab, log = load_tiny_moe()
-    assert log["command"].startswith("python -m minigemma.train_tiny_moe")
+    assert log["command"] == "python notebooks/tiny_moe.py --steps 150 --seed 0"
     losses = evaluate(model, validation_data(vocab))
     for kind, reported in log["validation_loss"].items():
         assert losses[kind] == pytest.approx(reported, abs=1e-3), kind

@@ -119,25 +119,6 @@ def test_fuzz_against_hf_outside_space_runs(gemma, hf_tokenizer, sp_tokenizer, t
         assert ours == sp_tokenizer.encode(text)
 
 
-def test_merging_is_not_quadratic(tok):
-    """Twice the text must cost about twice the time (a quadratic merge would cost four times)."""
-    import time
-
-    import random
-
-    letters = "".join(random.Random(0).choice("abcdefghijklmnop") for _ in range(16000))
-
-    def cost(n):
-        text = letters[:n]  # one long word: no cutting, no cache, just the heap
-        start = time.perf_counter()
-        tok.encode(text)
-        return time.perf_counter() - start
-
-    cost(500)
-    small, large = min(cost(4000) for _ in range(3)), min(cost(16000) for _ in range(3))
-    assert large / small < 8  # linear-ish: ~4x for 4x the text; quadratic would be ~16x
-
-
 def test_errors_name_the_problem(tok, tmp_path):
     with pytest.raises(ValueError, match="token id 262144 is outside the vocabulary"):
         tok.decode([1, 262144])

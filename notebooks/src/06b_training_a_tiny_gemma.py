@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import matplotlib.pyplot as plt
 import minigemma
 from minigemma.config import FULL, SLIDING, TextConfig
-from minigemma.train_tiny_moe import init_weights
+from tiny_moe import init_weights  # notebooks/tiny_moe.py, the course's training script
 
 torch.manual_seed(0)
 torch.use_deterministic_algorithms(True)  # the same numbers on every run, so the notebook can be tested
@@ -203,7 +203,7 @@ print("sampled:", repr(decode(prompt + sampled)))
 # `loss = cross-entropy + 0.01 · balance`. Its value, measured on that model and on extreme routers:
 
 # %%
-from minigemma.train_tiny_moe import balance_loss, load_tiny_moe, router_outputs, validation_data
+from tiny_moe import balance_loss, load_tiny_moe, router_outputs, validation_data
 tiny, vocab, _ = load_tiny_moe()
 routed, remove = router_outputs(tiny)
 with torch.no_grad():

@@ -297,7 +297,8 @@ print("grouped matrix products equal the package's Experts")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from minigemma.moe import experts_dense, experts_loop, experts_naive
+from minigemma.moe import experts_loop
+from moe_baselines import experts_dense, experts_naive  # notebooks/moe_baselines.py: the slow two
 big = TextConfig(model_type="gemma4_text", hidden_size=256, num_hidden_layers=1, layer_types=("full_attention",),
                  num_attention_heads=4, num_key_value_heads=1, enable_moe_block=True, num_experts=64,
                  top_k_experts=8, moe_intermediate_size=64)
@@ -355,7 +356,7 @@ print(f"used per token: {active / 1e9:.2f}B (published 3.8B) = everything but th
 # all of it. Memory must hold all 25.2B; each token's arithmetic touches about 3.8B.
 #
 # ## 6. A tiny MoE that has learned something
-# `python -m minigemma.train_tiny_moe` trains a 4-layer model with this same MoE block (16 experts,
+# `python notebooks/tiny_moe.py` trains a 4-layer model with this same MoE block (16 experts,
 # top-2) on four kinds of text in `../data/moe_corpus/`: English and French prose (a few
 # hand-written paragraphs plus 32 short stories per language sampled, with a fixed seed, from the
 # real Gemma 3 270M), Python code and arithmetic. 150 steps take about a minute on 2 idle CPU
@@ -367,7 +368,7 @@ print(f"used per token: {active / 1e9:.2f}B (published 3.8B) = everything but th
 # vocabulary, and its loss is `ln(vocabulary size)`. Every held-out loss must be clearly below that.
 
 # %%
-from minigemma.train_tiny_moe import KINDS, evaluate, load_tiny_moe, read_corpus, validation_data
+from tiny_moe import KINDS, evaluate, load_tiny_moe, read_corpus, validation_data
 tiny, vocab, log = load_tiny_moe()
 uniform = math.log(tiny.config.vocab_size)
 print(log["command"], f"({log['seconds']} s)")
@@ -398,7 +399,7 @@ plt.xlabel("step"); plt.ylabel("training loss (nats)"); plt.legend(fontsize=8); 
 # (0 = the expert tells nothing about the kind; 2 = it tells which of the four kinds it is).
 
 # %%
-from minigemma.train_tiny_moe import expert_shares, kind_information, with_untrained_routers
+from tiny_moe import expert_shares, kind_information, with_untrained_routers
 corpus = read_corpus(vocab.tokenizer)
 held_out = {kind: [vocab.small.get(i, 0) for i in corpus[kind][1][:200]] for kind in KINDS}
 baselines = [with_untrained_routers(tiny, seed) for seed in range(5)]

@@ -11,8 +11,12 @@ MLP) on four kinds of text in ``data/moe_corpus/``: English and French prose (a 
 paragraphs plus text sampled from the real Gemma 3 270M, see ``write_gemma_text``), Python code
 and arithmetic. Notebook 07 compares its routing with the untrained-router baseline.
 
-    python -m minigemma.train_tiny_moe            # about a minute on 2 idle cores; writes data/tiny_moe/
-    python -m minigemma.train_tiny_moe --write-gemma-text   # first re-sample the Gemma text (slow)
+    python notebooks/tiny_moe.py --steps 150 --seed 0   # about a minute on 2 idle cores; writes data/tiny_moe/
+    python notebooks/tiny_moe.py --write-gemma-text     # first re-sample the Gemma text (slow)
+
+Course code, not part of the ``minigemma`` package: it holds prompts and a training loop and reads
+``data/`` beside ``notebooks/`` in this repository. Notebooks 06b and 07 import it (they run in
+``notebooks/``), as do tests/test_moe.py and notebooks/checks.py (with ``notebooks/`` on sys.path).
 
 The vocabulary is Gemma's, cut down to the pieces that occur in the corpus (the checkpoint keeps
 the list of original ids), so the embedding stays small and the checkpoint is a few MB. Training
@@ -30,10 +34,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .config import FULL, SLIDING, TextConfig
-from .decoder import Gemma
-from .tokenizer import Tokenizer
-from .weights import build_model, resolve
+from minigemma.config import FULL, SLIDING, TextConfig
+from minigemma.decoder import Gemma
+from minigemma.tokenizer import Tokenizer
+from minigemma.weights import build_model, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "moe_corpus"
@@ -93,8 +97,8 @@ def write_gemma_text(kind, new_tokens=160, seed=0, top_k=64):
     All prompts are cut to the same number of tokens so that they run as one batch (one KV cache
     of batch 32); temperature 1 and top-k 64, with a seeded generator, so the text is reproducible.
     """
-    from .cache import KVCache
-    from .weights import load
+    from minigemma.cache import KVCache
+    from minigemma.weights import load
 
     model, tok = load("gemma3-270m", progress=False)
     prompts = [tok.encode(p, add_bos=True) for p in PROMPTS[kind]]
@@ -223,7 +227,7 @@ def train(steps=150, batch=16, seq=96, lr=3e-3, seed=0, out=OUT, progress=True):
         bar.set_postfix(loss=f"{lm.item():.3f}")
     remove()
     save(model, vocab, out)
-    log = {"command": f"python -m minigemma.train_tiny_moe --steps {steps} --seed {seed}",
+    log = {"command": f"python notebooks/tiny_moe.py --steps {steps} --seed {seed}",
            "seed": seed, "steps": steps, "batch": batch, "seq": seq, "lr": lr,
            "seconds": round(time.time() - start), "train_loss": history,
            # measured on the saved checkpoint, as a reader will reload it
@@ -260,7 +264,7 @@ def expert_shares(model, ids_by_kind):
     """-> for every layer, {kind: (E,) fraction of that kind's tokens that chose each expert}.
 
     Every token chooses top-k experts, so a kind's fractions sum to k (2 here), not to 1."""
-    from .viz import routing
+    from minigemma.viz import routing
 
     maps = {kind: routing(model, torch.tensor([ids])) for kind, ids in ids_by_kind.items()}  # kind -> [(T, E)]
     return [{kind: (m[layer] > 0).float().mean(0) for kind, m in maps.items()} for layer in range(len(model.layers))]
