@@ -71,9 +71,6 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, sampling=None, stop_ids=N
     sampling = Sampling.of(sampling, **options)
     prompt_ids = check_prompt(model, prompt_ids, max_new_tokens)
     media = {k: v for k, v in dict(images=images, videos=videos, audio=audio).items() if v is not None}
-    if media and not has_towers(model):
-        raise ValueError(f"{' and '.join(media)} passed to a text-only model: it has no vision or audio tower "
-                         "(load a Gemma 4 checkpoint whose config.json has a vision_config / audio_config)")
     if assistant is not None:
         if media:
             raise ValueError("speculative decoding (assistant=...) takes text prompts only, not media")
@@ -84,6 +81,9 @@ def generate_ids(model, prompt_ids, max_new_tokens=64, sampling=None, stop_ids=N
         return
     if num_draft_tokens is not None:
         raise ValueError("num_draft_tokens needs an assistant (assistant=...) to draft them")
+    if media and not has_towers(model):
+        raise ValueError(f"{' and '.join(media)} passed to a text-only model: it has no vision or audio tower "
+                         "(load a Gemma 4 checkpoint whose config.json has a vision_config / audio_config)")
     generator = sampling.generator()
     cache = KVCache(model.config, batch=1, max_len=len(prompt_ids) + max_new_tokens, dtype=model.dtype)
     ids = torch.tensor([prompt_ids])  # (1, T)

@@ -87,7 +87,7 @@ class MultimodalGemma(Gemma):
         bidirectional = self.config.use_bidirectional_attention == "vision" and input_ids is not None
         blocks = vision_blocks(input_ids) if bidirectional else None  # (T,) image of each position
         if inputs_embeds is None and input_ids is not None:
-            check_media(images, videos, audio)
+            check_media(images, videos, audio, each=False)
             soft = soft_tokens(self, images, videos, audio)  # {placeholder id: (n, D)}
             inputs_embeds, input_ids = merge(self, input_ids, soft)  # (B, T, D); ids with pad at placeholders
         return super().forward(input_ids, inputs_embeds, cache, last_only, return_hidden, image_blocks=blocks)
@@ -208,8 +208,9 @@ def has_towers(model) -> bool:
     return getattr(model, "vision_tower", None) is not None or getattr(model, "audio_tower", None) is not None
 
 
-def _is_image(x):  # (patches (n, 768), positions (n, 2)): what preprocess_image returns
-    return isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], torch.Tensor) and x[0].dim() == 2
+def _is_image(x):  # (patches (n, 768) float, positions (n, 2) int): what preprocess_image returns
+    return isinstance(x, (list, tuple)) and len(x) == 2 and all(isinstance(t, torch.Tensor) for t in x) \
+        and x[0].dim() == 2 and x[1].shape == (len(x[0]), 2) and not x[1].is_floating_point()
 
 
 def _is_video(x):  # ([image per frame], [seconds per frame]): what preprocess_video returns
@@ -221,10 +222,11 @@ def _is_audio(x):  # (frames, 128) log-mel features: what audio_features returns
     return getattr(x, "ndim", None) == 2
 
 
-def check_media(images=None, videos=None, audio=None):
+def check_media(images=None, videos=None, audio=None, each=True):
     """Raise a clear error unless each media argument is a list with one item per marker:
     ``images`` of ``(patches, positions)``, ``videos`` of ``(frames, timestamps)`` (what
-    ``preprocess_image`` / ``preprocess_video`` return), ``audio`` of ``(frames, 128)`` features."""
+    ``preprocess_image`` / ``preprocess_video`` return), ``audio`` of ``(frames, 128)`` features.
+    ``each=False`` only refuses a single item passed without its list (the towers check items)."""
     for name, items, is_item, maker in (("images", images, _is_image, "preprocess_image"),
                                         ("videos", videos, _is_video, "preprocess_video"),
                                         ("audio", audio, _is_audio, "audio_features")):
@@ -236,7 +238,7 @@ def check_media(images=None, videos=None, audio=None):
                              f"(wrap a single item in a list: {name}=[item])")
         if not isinstance(items, (list, tuple)):
             raise ValueError(f"{name} must be a list with {per_marker}, not {type(items).__name__}")
-        for j, item in enumerate(items):
+        for j, item in enumerate(items if each else ()):
             if not is_item(item):
                 raise ValueError(f"{name}[{j}] is not a {maker}(...) result: {name} takes a list with {per_marker}")
 

@@ -178,7 +178,7 @@ def test_gguf_q4_k_blocks_move_into_int4_code_for_code(gguf_path):
     info = f.tensors[name]
     raw = np.frombuffer(f._buf, dtype=np.uint8, count=info.nbytes, offset=info.offset)
     exact = torch.from_numpy(dequantize(raw, "Q4_K", info.shape))  # (640, 1024)
-    layer = Int4Linear(*(t.reshape(640, -1) for t in f.int4_blocks(name)), torch.float32)
+    layer = Int4Linear(*(torch.from_numpy(t).reshape(640, -1) for t in f.int4_blocks(name)), torch.float32)
     assert torch.allclose(layer.dequantized(), exact, rtol=0, atol=1e-6)
     assert f.int4_blocks("blk.0.attn_q.weight") is None  # Q5_0: requantised instead
 
