@@ -14,7 +14,7 @@ The roofline (``roofline``): decoding one token reads every weight once (the tie
 plus the KV cache so far, so tokens/s × bytes per step ≤ memory bandwidth. It measures
 - the streaming read bandwidth (summing a float32 tensor far larger than the caches, best of 5);
 - what the matrix-vector kernels reach on the 262,144 × 640 head: float32 and bf16 ``F.linear``, our
-  float32 row blocks and oneDNN-packed bf16 (``linear.py``), packed int8 and int4;
+  float32 row blocks (``rowblocks.py``) and oneDNN-packed bf16 (``pack.py``), packed int8 and int4;
 - decode tokens/s of minigemma in float32, bf16, bf16 with ``pack=True``, int8, int4 (mixed),
   int4-all and of transformers
   in float32 and bf16 (the same GGUF weights, same threads, runs interleaved), with the bytes each

@@ -17,7 +17,7 @@ def _speed_options(parser):
     """The load options that trade memory or exactness for speed (see README, "Faster decoding")."""
     parser.add_argument("--quantize", choices=("int8", "int4", "int4-all"), default=None,
                         help="weight-only quantisation, run with bf16 activations (quantize.py)")
-    parser.add_argument("--pack", action="store_true", help="bf16 weights packed for oneDNN's kernel (linear.py)")
+    parser.add_argument("--pack", action="store_true", help="bf16 weights packed for oneDNN's kernel (pack.py)")
 
 
 def main(argv=None):

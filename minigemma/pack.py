@@ -4,10 +4,12 @@ In bfloat16, ``F.linear`` on one row of activations streams the weights well bel
 speed, and the row blocks of ``rowblocks.py`` make it slower still. What helps is **packing**:
 oneDNN (the CPU kernel library that ships inside PyTorch, reached through ``torch.ops.mkldnn``)
 can reorder a weight once, at load time, into the blocked layout its kernel reads
-(``PackedLinear``); every product afterwards reads that layout directly and gives *bit-identical*
-results in bf16. ``load(..., dtype=torch.bfloat16, pack=True)`` swaps every linear layer of the
-decoder for a packed one (``pack_model``). Packing float32 helps too, but less than the row
-blocks do for one token, so ``pack`` is for bf16 only. How much faster: ``benchmarks/results*.md``.
+(``PackedLinear``); every product afterwards reads that layout directly and gives the same results
+in bf16 (bit for bit on most CPUs; where oneDNN sums in another order, as on AVX-512 ones, a rare
+element differs by one bf16 rounding). ``load(..., dtype=torch.bfloat16, pack=True)`` swaps every
+linear layer of the decoder for a packed one (``pack_model``). Packing float32 helps too, but less
+than the row blocks do for one token, so ``pack`` is for bf16 only. How much faster:
+``benchmarks/results*.md``.
 
 The price: a packed weight is an opaque tensor (no slicing, no state_dict), and the tied output
 head needs a packed *copy* of the embedding, because token lookup still reads the plain rows
