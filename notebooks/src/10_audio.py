@@ -165,7 +165,7 @@ print("empty bands (narrower than one FFT bin):", int((bank.max(0) == 0).sum()))
 
 # %%
 log_mel = np.log(spectrum @ bank + 1e-3).astype(np.float32)  # (frames, 128)
-ours = minigemma.log_mel(wave, sampling_rate=SR)  # an array carries no rate: name it
+ours = minigemma.audio_features(wave, sampling_rate=SR)  # an array carries no rate: name it
 from transformers import Gemma4AudioFeatureExtractor  # the reference, for this check only
 ref = Gemma4AudioFeatureExtractor()([wave], return_tensors="np")
 theirs = ref["input_features"][0][ref["input_features_mask"][0]]  # its valid frames
@@ -180,7 +180,7 @@ plt.title(f"log-mel features: {log_mel.shape[0]} frames × 128 bands — what th
 
 # %% [markdown]
 # Compared with the spectrogram, the low frequencies (where the formants live) now take most of
-# the picture. This `(236, 128)` array is what `minigemma.log_mel` returns: **valid frames
+# the picture. This `(236, 128)` array is what `minigemma.audio_features` returns: **valid frames
 # only**. transformers pads a batch to a common length and returns a mask; we return the unmasked
 # frames, which is what the mask selects.
 #
@@ -458,9 +458,9 @@ plt.tight_layout(); plt.show()
 # With a real checkpoint (E2B or E4B from Hugging Face, `config.json` with its `audio_config`),
 # `model, tok = minigemma.load(path)` builds the tower and loads `model.audio_tower.*` and
 # `model.embed_audio.*` strictly; then
-# `minigemma.generate(model, tok, prompt_with_audio_marker, audio=[minigemma.log_mel("clip.wav")])`.
+# `minigemma.generate(model, tok, prompt_with_audio_marker, audio=[minigemma.audio_features("clip.wav")])`.
 # A `.wav` file carries its sampling rate; an array does not, so pass it by name
-# (`minigemma.log_mel(samples, sampling_rate=16000)`). Clips must be 16 kHz (others are
+# (`minigemma.audio_features(samples, sampling_rate=16000)`). Clips must be 16 kHz (others are
 # refused: resample first), stereo `.wav` files are averaged to mono, and a clip over 30 s is an
 # error (split it: each piece is a clip of its own).
 #
