@@ -88,6 +88,20 @@ def resolve(source) -> Path:
     return path
 
 
+def family_of(source) -> str:
+    """``"gemma3"`` or ``"gemma4"``, from a checkpoint's config alone (no weights are read): lets a
+    caller check its options before a long load."""
+    path = resolve(source)
+    if path.suffix == ".gguf":
+        return "gemma4" if TextConfig.from_gguf(GGUFFile(path).metadata).is_gemma4 else "gemma3"
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path}: no config.json")
+    raw = json.loads((path / "config.json").read_text())
+    if raw.get("model_type") == "gemma4_assistant":
+        return "gemma4"
+    return "gemma4" if TextConfig.from_dict(raw).is_gemma4 else "gemma3"
+
+
 def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_size=32, pack=False):
     """Load a model and its tokenizer -> ``(model, tokenizer)``.
 

@@ -177,6 +177,21 @@ def test_stop_ids_end_generation(tiny):
     assert list(generate_ids(model, tok.encode("hello", add_bos=True), max_new_tokens=8, stop_ids={ids[k]})) == ids[:k]
 
 
+def test_issue_24_cli_options_agree_show_their_defaults_and_are_checked_before_loading():
+    help_text = {cmd: subprocess.run([sys.executable, "-m", "minigemma", cmd, "--help"], capture_output=True, text=True,
+                                     cwd=ROOT, timeout=120).stdout for cmd in ("generate", "chat")}
+    for cmd, text in help_text.items():
+        for option in ("--temperature", "--top-k", "--top-p", "--min-p", "--seed", "--threads", "--quantize", "--pack"):
+            assert option in text, (cmd, option)
+        assert "tokens to generate at most (default: 64)" in text  # the Python API's default, in both
+    out = subprocess.run([sys.executable, "-m", "minigemma", "chat", "--thinking"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "--thinking needs a Gemma 4 model" in out.stderr and "loading" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "minigemma", "generate", "x", "--top-p", "1.5"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "top_p must be in (0, 1]" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_cli_chat_on_the_real_model():
     out = subprocess.run([sys.executable, "-m", "minigemma", "chat", "--max-new-tokens", "6", "--system", "Be brief."],
                          input="Hello there\n\n", capture_output=True, text=True, cwd=ROOT, timeout=300)
