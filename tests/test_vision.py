@@ -393,6 +393,10 @@ def test_video_logits_and_greedy_match_transformers(multimodal_pair):
     greedy = ref.generate(**kwargs, max_new_tokens=6, do_sample=False, eos_token_id=None,
                           pad_token_id=0)[0, len(ids):].tolist()
     assert list(minigemma.generate_ids(model, ids, max_new_tokens=6, images=images, videos=[(frames, times)])) == greedy
+    # issue 24: generate() takes the same video item (what preprocess_video returns) with a text prompt
+    text = minigemma.generate(model, tok, "<|image|> Then <|video|> What moved?", max_new_tokens=6, images=images,
+                              videos=[clip_frames()], stop_ids=set())
+    assert text == tok.decode(greedy)
 
 
 def test_video_prompt_text_equals_the_processors():
