@@ -6,7 +6,7 @@ oneDNN (the CPU kernel library that ships inside PyTorch, reached through ``torc
 can reorder a weight once, at load time, into the blocked layout its kernel reads
 (``PackedLinear``); every product afterwards reads that layout directly and gives the same results
 in bf16 (bit for bit on most CPUs; where oneDNN sums in another order, as on AVX-512 ones, a rare
-element differs by one bf16 rounding). ``load(..., dtype=torch.bfloat16, pack=True)`` swaps every
+element differs by a bf16 step or two). ``load(..., dtype=torch.bfloat16, pack=True)`` swaps every
 linear layer of the decoder for a packed one (``pack_model``). Packing float32 helps too, but less
 than the row blocks do for one token, so ``pack`` is for bf16 only. How much faster:
 ``benchmarks/results*.md``.

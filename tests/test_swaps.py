@@ -68,13 +68,14 @@ def test_model_code_is_plain_and_load_swaps_in_row_blocks_with_the_same_weights_
 
 @pytest.mark.parametrize("N,K", [(256, 64), (2048, 640), (640, 2048), (4096, 640), (262144 // 16, 640)])
 @pytest.mark.parametrize("rows", [1, 3, 40])
-def test_packed_bf16_layer_equals_f_linear_within_one_rounding(N, K, rows):
+def test_packed_bf16_layer_equals_f_linear_up_to_a_bf16_step_or_two(N, K, rows):
     gen = torch.Generator().manual_seed(N)
     w, x = torch.randn(N, K, generator=gen).bfloat16(), torch.randn(2, rows, K, generator=gen).bfloat16()
     packed, plain = PackedLinear(w)(x), F.linear(x, w)
     # oneDNN's kernel may sum in another order on some CPUs (AVX-512): then a rare element differs by
-    # one bf16 rounding (measured: 1 in 2,048 of the (2048, 640) case on an AVX-512 Xeon), never more.
-    torch.testing.assert_close(packed, plain, rtol=2 ** -7, atol=0)
+    # a bf16 step or two (measured on an AVX-512 Xeon: 1 in 2,048 elements of the (2048, 640) case, 1 in 65,536
+    # of notebook 12's (65536, 640) one, two steps there), never more in our runs.
+    torch.testing.assert_close(packed, plain, rtol=2 ** -6, atol=0)  # two bf16 steps: up to 2^-6 of the value
     assert (packed != plain).float().mean() < 0.01
 
 
