@@ -102,7 +102,7 @@ def family_of(source) -> str:
     return "gemma4" if TextConfig.from_dict(raw).is_gemma4 else "gemma3"
 
 
-def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_size=32, pack=False):
+def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_size=32, pack=False, tokenizer=None):
     """Load a model and its tokenizer -> ``(model, tokenizer)``.
 
     ``source``: the alias ``"gemma3-270m"``, a ``.gguf`` file, or a Hugging Face directory with
@@ -116,6 +116,8 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
     ``pack=True`` (bfloat16 only) reorders the decoder's float weights for oneDNN's kernel
     (``pack.py``). Float32 models decode one token through row blocks (``rowblocks.py``).
     All three are swaps of the loaded model's layers (``swap.py``): the model code is unchanged.
+    ``tokenizer``: a ``Tokenizer``, or where to read one (a ``tokenizer.json``, a ``.gguf`` file, a
+    directory, an alias), used instead of the checkpoint's own, e.g. for a directory saved without one.
     """
     if dtype is None:
         dtype = torch.bfloat16 if quantize is not None or pack else torch.float32
@@ -125,6 +127,8 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
     if pack:
         check_pack_args(dtype)
     path = resolve(source)
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        tokenizer = Tokenizer.from_file(resolve(tokenizer))
     towers = {}  # vision_config / audio_config of a multimodal checkpoint
     gguf = None
     if path.is_dir():
@@ -133,14 +137,20 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
             if quantize is not None or pack:
                 raise ValueError(f"{'quantize=' if quantize else 'pack='} applies to a decoder model, not to a "
                                  "Gemma 4 assistant (MTP drafter)")
-            has_tokenizer = (path / "tokenizer.json").exists()
-            drafter = speed_up(build_model(config, state, dtype))
-            return drafter, Tokenizer.from_file(path / "tokenizer.json") if has_tokenizer else None
-        tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+            if tokenizer is None and (path / "tokenizer.json").exists():
+                tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+            return speed_up(build_model(config, state, dtype)), tokenizer  # None: it shares the target's
+        if tokenizer is None:
+            if not (path / "tokenizer.json").exists():
+                raise FileNotFoundError(f"{path}: no tokenizer.json (checkpoints saved by transformers without a "
+                                        "tokenizer have none): pass tokenizer= (a Tokenizer, or the path of a "
+                                        "tokenizer.json or .gguf file with the same vocabulary)")
+            tokenizer = Tokenizer.from_file(path / "tokenizer.json")
     elif path.suffix == ".gguf":
         gguf = GGUFFile(path)
         config, state = read_gguf(gguf, progress)
-        tokenizer = Tokenizer.from_gguf_metadata(gguf.metadata, path)
+        if tokenizer is None:
+            tokenizer = Tokenizer.from_gguf_metadata(gguf.metadata, path)
     else:
         raise ValueError(f"{path}: expected a .gguf file or a Hugging Face model directory")
     if tokenizer.vocab_size > config.vocab_size:  # fewer is fine: embeddings are often padded (262,208 rows)

@@ -135,3 +135,18 @@ def test_tokenizer_larger_than_the_embedding_is_an_error(tmp_path, hf_tokenizer_
     make_tiny_gemma3(tmp_path, hf_tokenizer_dir, vocab_size=262000)
     with pytest.raises(CheckpointError, match="the tokenizer has 262144 pieces but the model's embedding only 262000 rows"):
         minigemma.load(tmp_path, progress=False)
+
+
+def test_issue_24_a_directory_without_a_tokenizer_names_the_fix_and_takes_tokenizer(tmp_path, hf_tokenizer_dir):
+    make_tiny_gemma3(tmp_path, hf_tokenizer_dir)
+    (tmp_path / "tokenizer.json").unlink()  # as transformers saves a model alone
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json .* pass tokenizer="):
+        minigemma.load(tmp_path, progress=False)
+    reference = minigemma.Tokenizer.from_file(hf_tokenizer_dir / "tokenizer.json")
+    for given in (hf_tokenizer_dir / "tokenizer.json", str(hf_tokenizer_dir), reference):
+        model, tok = minigemma.load(tmp_path, progress=False, tokenizer=given)
+        assert tok.encode("Hello world", add_bos=True) == reference.encode("Hello world", add_bos=True)
+    model, tok = minigemma.load(tmp_path, progress=False, tokenizer="gemma3-270m")  # an alias: its GGUF's vocabulary
+    assert tok.vocab_size == reference.vocab_size and model.config.vocab_size == 262144
+    with pytest.raises(FileNotFoundError, match="no tokenizer file"):
+        minigemma.load(tmp_path, progress=False, tokenizer=tmp_path)  # a directory without one
