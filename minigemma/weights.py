@@ -10,6 +10,7 @@ into it, cast to the requested dtype.
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -88,6 +89,42 @@ def resolve(source) -> Path:
     return path
 
 
+@dataclass
+class Origin:
+    """Where a loaded model came from, in transformers' terms: what an adapter (``lora.py``) or an
+    export (``export.py``) must name its tensors after. ``architecture``: the transformers class
+    (``Gemma3ForCausalLM`` for a GGUF); ``text_prefix``: the text decoder's key prefix in that class
+    (``model.`` or ``model.language_model.``); ``config``: the source's ``config.json`` (None for a GGUF)."""
+    architecture: str
+    text_prefix: str
+    config: dict = None
+    path: str = None
+
+
+# transformers' class for each model_type, when a config.json names no architecture.
+ARCHITECTURES = {"gemma3_text": "Gemma3ForCausalLM", "gemma3": "Gemma3ForConditionalGeneration",
+                 "gemma4_text": "Gemma4ForCausalLM", "gemma4": "Gemma4ForConditionalGeneration"}
+
+
+def origin_of(model) -> Origin:
+    """The model's ``Origin``: the one ``load`` recorded, or, for a model built in code, the class
+    transformers would use for it (a text Gemma -> ``Gemma3ForCausalLM`` / ``Gemma4ForCausalLM``, a
+    ``MultimodalGemma`` -> ``Gemma4ForConditionalGeneration``)."""
+    if getattr(model, "origin", None) is not None:
+        return model.origin
+    if isinstance(model, MultimodalGemma):
+        return Origin("Gemma4ForConditionalGeneration", "model.language_model.")
+    return Origin("Gemma4ForCausalLM" if model.config.is_gemma4 else "Gemma3ForCausalLM", "model.")
+
+
+def _origin_of_directory(path):
+    raw = json.loads((path / "config.json").read_text())
+    architecture = (raw.get("architectures") or [None])[0] or ARCHITECTURES.get(raw.get("model_type"), "")
+    # transformers 5 keeps a multimodal model's text decoder under model.language_model.
+    prefix = "model.language_model." if architecture.endswith("ForConditionalGeneration") else "model."
+    return Origin(architecture, prefix, raw, str(path))
+
+
 def family_of(source) -> str:
     """``"gemma3"`` or ``"gemma4"``, from a checkpoint's config alone (no weights are read): lets a
     caller check its options before a long load."""
@@ -133,6 +170,7 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
     gguf = None
     if path.is_dir():
         config, state, towers = read_hf_directory(path, progress)
+        origin = _origin_of_directory(path)
         if isinstance(config, DrafterConfig):
             if quantize is not None or pack:
                 raise ValueError(f"{'quantize=' if quantize else 'pack='} applies to a decoder model, not to a "
@@ -149,6 +187,7 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
     elif path.suffix == ".gguf":
         gguf = GGUFFile(path)
         config, state = read_gguf(gguf, progress)
+        origin = Origin("Gemma4ForCausalLM" if config.is_gemma4 else "Gemma3ForCausalLM", "model.", None, str(path))
         if tokenizer is None:
             tokenizer = Tokenizer.from_gguf_metadata(gguf.metadata, path)
     else:
@@ -157,6 +196,7 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
         raise CheckpointError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model's embedding only "
                               f"{config.vocab_size} rows: ids past {config.vocab_size - 1} would have no embedding")
     model = build_model(config, state, dtype, **towers)
+    model.origin = origin
     del state  # the model holds the weights now; a quantised or packed copy replaces them in place
     return speed_up(model, quantize, group_size, gguf, pack), tokenizer
 
