@@ -16,6 +16,7 @@ run (``multimodal.py``, whose ``MultimodalGemma`` adds the towers to this decode
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import Attention
 from .config import TextConfig
@@ -118,6 +119,15 @@ class Gemma(nn.Module):
         return per_layer_inputs(input_ids, x, self.embed_tokens_per_layer, self.per_layer_model_projection,
                                 self.per_layer_projection_norm, cfg.num_hidden_layers, cfg.hidden_size_per_layer_input)
 
+    def gradient_checkpointing_enable(self):
+        """Keep only each layer's input during training and recompute the layer in the backward pass:
+        activation memory drops from every layer's intermediates to one layer's, for about one more
+        forward pass of compute. The gradients are the same (the recomputation replays the RNG)."""
+        self.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self):
+        self.gradient_checkpointing = False
+
     def forward(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, return_hidden=False,
                 image_blocks=None):
         """(B, T) ids and/or (B, T, D) embeddings -> (B, T, vocab) logits ((B, 1, vocab) if last_only).
@@ -129,6 +139,22 @@ class Gemma(nn.Module):
         ``return_hidden=True`` also returns the final normed hidden states (B, T, D), which an MTP
         drafter reads (``mtp.py``): ``(logits, hidden)``.
         """
+        hidden = self.hidden_states(input_ids, inputs_embeds, cache, last_only, image_blocks)  # (B, T, D)
+        logits = self.logits(hidden)  # (B, T, vocab)
+        return (logits, hidden) if return_hidden else logits
+
+    def logits(self, hidden):
+        """(..., D) final hidden states -> (..., vocab): the tied head, then Gemma 4's soft-cap.
+        Training calls it on the labelled positions alone (``finetune.py``): the head is the
+        largest product of the model (262,144 rows)."""
+        logits = self.head(hidden)
+        if self.config.final_logit_softcapping:
+            cap = self.config.final_logit_softcapping
+            logits = cap * torch.tanh(logits / cap)
+        return logits
+
+    def hidden_states(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, image_blocks=None):
+        """The model without its head: -> (B, T, D) final normed hidden states (see ``forward``)."""
         cfg = self.config
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, D)
         T = x.shape[1]
@@ -141,6 +167,7 @@ class Gemma(nn.Module):
             image_blocks = cache.add_image_blocks(image_blocks)  # (start + T,): every cached position's
         positions = torch.arange(start, start + T, device=x.device)  # (T,)
         rot = {t: cos_sin(f, positions, x.dtype) for t, f in self.inv_freq.items()}  # type -> (T, hd) x2
+        recompute = getattr(self, "gradient_checkpointing", False) and cache is None and torch.is_grad_enabled()
         kv = {}  # layer index -> (k, v, k_pos), read by the KV-shared layers
         for i, layer in enumerate(self.layers):
             if i == cfg.first_kv_shared_layer and last_only and x.shape[1] > 1:
@@ -151,16 +178,12 @@ class Gemma(nn.Module):
                 rot = {t: (c[-1:], s[-1:]) for t, (c, s) in rot.items()}
             donor = cfg.kv_donor(i)
             cos, sin = rot[layer.layer_type]
-            x, kv[i] = layer(x, cos, sin, positions, cache.layers[i] if cache is not None else None,
-                             kv[donor] if donor is not None else None,
-                             ple[:, :, i] if ple is not None else None, image_blocks)
+            args = (x, cos, sin, positions, cache.layers[i] if cache is not None else None,
+                    kv[donor] if donor is not None else None, ple[:, :, i] if ple is not None else None, image_blocks)
+            # KV-shared layers read kv[donor] as an ordinary input, so recomputing works for them too.
+            x, kv[i] = checkpoint(layer, *args, use_reentrant=False) if recompute else layer(*args)
         if cache is not None:
             cache.seen += T
         if last_only:
             x = x[:, -1:]  # (B, 1, D): generation only needs the next-token logits
-        hidden = self.norm(x)  # (B, T, D)
-        logits = self.head(hidden)  # (B, T, vocab): tied head
-        if cfg.final_logit_softcapping:
-            cap = cfg.final_logit_softcapping
-            logits = cap * torch.tanh(logits / cap)
-        return (logits, hidden) if return_hidden else logits
+        return self.norm(x)  # (B, T, D)

@@ -10,7 +10,9 @@ They are built for decoding, a few rows of activations at a time. For a long pro
 perplexity) they are much slower than a float matrix product, and prefill is limited by
 arithmetic, not by reading weights; so from ``PREFILL_ROWS`` rows on, a layer dequantises its
 weights a block of ``BLOCK_ROWS`` output rows at a time and multiplies in float (``blockwise``):
-the same numbers, and never more than one block of float weights in memory.
+the same numbers, and never more than one block of float weights in memory. Training adapters
+over a quantised model (QLoRA, ``lora.py``) takes the same float path, as the packed kernels have
+no backward pass: gradients flow through the frozen dequantised weights to the layers below.
 
 The embedding is quantised the same way (``QuantEmbedding``): its rows are looked up and
 dequantised one token at a time, and the same codes serve the tied output head, the largest
@@ -47,7 +49,7 @@ class Int8Linear(nn.Module):
 
     def forward(self, x):  # (..., d_in) -> (..., N)
         x2 = x.reshape(-1, self.in_features)  # (M, d_in)
-        if x2.shape[0] >= PREFILL_ROWS:
+        if x2.shape[0] >= PREFILL_ROWS or x2.requires_grad:  # (the packed kernels have no backward)
             return blockwise(self, x2).view(*x.shape[:-1], self.out_features)
         y = torch.ops.aten._weight_int8pack_mm(x2, self.q, self.scale)
         return y.view(*x.shape[:-1], self.out_features)
@@ -76,7 +78,7 @@ class Int4Linear(nn.Module):
 
     def forward(self, x):  # (..., d_in) -> (..., N)
         x2 = x.reshape(-1, self.in_features)  # (M, d_in)
-        if x2.shape[0] >= PREFILL_ROWS:
+        if x2.shape[0] >= PREFILL_ROWS or x2.requires_grad:  # (the packed kernels have no backward)
             return blockwise(self, x2).view(*x.shape[:-1], self.out_features)
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size,
                                                        self.scale_zero)  # (M, N + pad)
