@@ -73,6 +73,7 @@ class Tokenizer:
                 if p[o] == SPACE:
                     self._bridges.setdefault(p[o - 1], []).append((p, o))
         self._cache = {}  # word -> ids
+        self.source = None  # the tokenizer.json it was read from, if any: an export copies that file
 
     @property
     def vocab_size(self):
@@ -137,8 +138,10 @@ class Tokenizer:
         merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
         specials = [a["content"] for a in data.get("added_tokens", [])]
         ids = {name: vocab.get(tok) for name, tok in (("bos", "<bos>"), ("eos", "<eos>"), ("pad", "<pad>"))}
-        return cls(pieces, types, merges=merges, special_pieces=specials,
-                   bos_id=ids["bos"], eos_id=ids["eos"], pad_id=ids["pad"])
+        tokenizer = cls(pieces, types, merges=merges, special_pieces=specials,
+                        bos_id=ids["bos"], eos_id=ids["eos"], pad_id=ids["pad"])
+        tokenizer.source = Path(path).resolve()
+        return tokenizer
 
     # --- encoding --------------------------------------------------------------------------------
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
