@@ -194,7 +194,8 @@ def slots(template):
 
 
 def _fill(tool, template, fixed, split, rng):
-    """One (user text, arguments) for ``template``: arguments in the declaration's order."""
+    """One (user text, arguments) for ``template``. The arguments come in the order the model sees
+    in the declaration, where ``render`` sorts the keys (``city, days, unit``), not in ours."""
     values, words = dict(fixed), {}
     names = slots(template)
     if tool == "convert_units":
@@ -212,7 +213,7 @@ def _fill(tool, template, fixed, split, rng):
             values[name] = rng.choice(split_pool(POOLS[name], split))
     text = template.format(**{n: words.get(n, values.get(n)) for n in names})
     properties = TOOLS[tool]["function"]["parameters"]["properties"]
-    return text, {k: values[k] for k in properties if k in values}
+    return text, {k: values[k] for k in sorted(properties) if k in values}
 
 
 def _offered(tool, messages, tokenizer, decl, rng):
