@@ -156,7 +156,10 @@ def _chat(args, sampling):
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.model == "gemma3-270m" and not args.adapter:
+    if args.adapter:
+        print(f"minigemma chat: with the LoRA adapter {args.adapter} (it answers what it was trained on: the "
+              "course's adapter data/tool_calls/adapter was trained on tool calls only)", file=sys.stderr)
+    elif args.model == "gemma3-270m":
         print("minigemma chat: Gemma 3 270M is a small *base* model: it continues the conversation's text and "
               "often rambles or repeats until --max-new-tokens; a Gemma 4 -it checkpoint answers.",
               file=sys.stderr)

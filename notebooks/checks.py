@@ -640,3 +640,47 @@ def check_exercise_13_2(fn):
         assert tuple(got) == want, (f"target choices {choices}, drafts {drafts}: expected (accepted, next) = "
                                     f"{want}, got {tuple(got)}")
     _ok("13.2")
+
+
+# --- 14_fine_tuning --------------------------------------------------------------------------
+
+
+def check_exercise_14_1(fn):
+    """fn(W, A, B, alpha, r) -> the merged weight: x @ merged.T equals the LoRA layer's output."""
+    from minigemma.lora import LoRALinear
+
+    gen = torch.Generator().manual_seed(14)
+    for d_in, d_out, r, alpha in ((12, 20, 2, 4), (64, 16, 8, 16), (30, 30, 4, 1)):
+        layer = LoRALinear(torch.nn.Linear(d_in, d_out, bias=False), r=r, alpha=alpha)
+        with torch.no_grad():
+            layer.lora_B.weight.copy_(torch.randn(d_out, r, generator=gen))
+        W, A, B = layer.base_layer.weight.detach(), layer.lora_A.weight.detach(), layer.lora_B.weight.detach()
+        got = _attempt("14.1", fn, W.clone(), A.clone(), B.clone(), alpha, r)
+        if got is None:
+            return
+        assert tuple(got.shape) == (d_out, d_in), f"the merged weight is (out, in) = {(d_out, d_in)}, got {tuple(got.shape)}"
+        x = torch.randn(5, d_in, generator=gen)
+        with torch.no_grad():
+            want = layer(x)
+        assert torch.allclose(x @ got.T, want, atol=1e-4), (f"d_in={d_in}, d_out={d_out}, r={r}, alpha={alpha}: "
+                                                            "x @ merged.T differs from the LoRA layer (scale alpha/r?)")
+    _ok("14.1")
+
+
+def check_exercise_14_2(fn):
+    """fn(config, r, targets) -> the number of adapter parameters add_lora would train."""
+    from minigemma.lora import add_lora, trainable_parameters
+    from minigemma.weights import new_model
+
+    cases = [("gemma4-e2b", 8, ("q_proj", "v_proj")), ("gemma4-31b", 16, ("q_proj", "k_proj", "v_proj", "o_proj")),
+             ("gemma4-e4b", 4, ("k_proj", "gate_proj", "down_proj"))]
+    for name, r, targets in cases:
+        config = minigemma.preset(name)
+        got = _attempt("14.2", fn, config, r, targets)
+        if got is None:
+            return
+        with torch.device("meta"):
+            model = add_lora(new_model(config), r=r, alpha=r, target_modules=targets)
+        want = sum(p.numel() for p in trainable_parameters(model))
+        assert got == want, f"{name}, r={r}, targets {targets}: expected {want:,} parameters, got {got:,}"
+    _ok("14.2")

@@ -122,3 +122,41 @@ def accuracy(model, tokenizer, examples, max_new_tokens=MAX_NEW_TOKENS, progress
                      "seconds": time.perf_counter() - start})
         bar.set_postfix(correct=f"{right}/{len(rows)}")
     return right / max(len(rows), 1), rows
+
+
+def summary(accuracy_value, rows, seconds) -> dict:
+    """What results.json keeps of one model's run: the score, the time and every raw answer."""
+    return {"accuracy": accuracy_value, "correct": sum(r["correct"] for r in rows), "examples": len(rows),
+            "seconds": round(seconds, 1), "answers": [r["raw"] for r in rows]}
+
+
+def main(argv=None):
+    """``python notebooks/tool_calls.py [--adapter DIR] [--only base|tuned]``: score the base 270M and
+    the 270M with the adapter on the held-out set; write ``data/tool_calls/results.json``."""
+    import argparse
+
+    import minigemma
+    from minigemma.lora import load_adapter
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--adapter", default=str(DATA / "adapter"))
+    parser.add_argument("--only", choices=("base", "tuned"), default=None, help="measure one, keep the other's")
+    args = parser.parse_args(argv)
+    out = DATA / "results.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    examples = read_jsonl(DATA / "heldout.jsonl")
+    for who in ("base", "tuned"):
+        if args.only not in (None, who):
+            continue
+        model, tokenizer = minigemma.load("gemma3-270m", progress=False)
+        if who == "tuned":
+            load_adapter(model, args.adapter)
+        start = time.perf_counter()
+        value, rows = accuracy(model, tokenizer, examples)
+        results[who] = summary(value, rows, time.perf_counter() - start)
+        print(f"{who}: {results[who]['correct']}/{len(rows)} exact calls", flush=True)
+    out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -216,3 +216,18 @@ def test_quantisation_exercises(capsys):
         checks.check_exercise_12_1(lambda w: (torch.zeros_like(w, dtype=torch.int8), w.abs().amax(1) / 255))
     with pytest.raises(AssertionError, match="expected 37.31 tokens/s"):
         checks.check_exercise_12_2(lambda b, bw: b / bw)
+
+
+def test_fine_tuning_exercises(capsys):
+    s14 = solutions("14_fine_tuning")
+    checks.check_exercise_14_1(s14.merged_weight)
+    checks.check_exercise_14_2(s14.lora_parameters)
+    assert capsys.readouterr().out.count("correct!") == 2
+    checks.check_exercise_14_1(stub)
+    assert "not attempted yet" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="scale alpha/r"):
+        checks.check_exercise_14_1(lambda W, A, B, alpha, r: W + B @ A)
+    with pytest.raises(AssertionError, match="gemma4-e2b, r=8"):  # forgot the KV-shared layers
+        checks.check_exercise_14_2(lambda c, r, t: sum(r * (c.hidden_size + c.num_attention_heads * c.head_dim_of(i))
+                                                        + r * (c.hidden_size + c.kv_heads_of(i) * c.head_dim_of(i))
+                                                        for i in range(c.num_hidden_layers)))
