@@ -281,3 +281,27 @@ def test_adapter_errors_name_the_problem(hf_tokenizer_dir, tmp_path):
     with pytest.raises(ValueError, match="cannot merge an adapter into Int8Linear"):
         merge(quantized)
     assert isinstance(quantized.layers[0].self_attn.q_proj, LoRALinear)
+
+
+def test_the_committed_adapter_on_the_real_270m_equals_peft_on_transformers(gemma, hf_model, gguf_path):
+    """The course's tiny FunctionGemma: our model + adapter vs transformers' Gemma3ForCausalLM + peft."""
+    import sys
+
+    from peft import PeftModel
+
+    from .conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "notebooks"))
+    import tool_calls
+
+    adapter = ROOT / "data" / "tool_calls" / "adapter"
+    model, tok = minigemma.load(gguf_path, progress=False)
+    load_adapter(model, adapter)
+    theirs = PeftModel.from_pretrained(copy.deepcopy(hf_model), adapter).eval()
+    example = tool_calls.read_jsonl(ROOT / "data" / "tool_calls" / "heldout.jsonl")[0]
+    ids = torch.tensor([tok.encode(tool_calls.prompt(example), add_bos=True)])
+    with torch.no_grad():
+        got, expected, base = model(ids), theirs(input_ids=ids).logits, gemma[0](ids)
+    assert (got - base).abs().max() > 1.0  # the adapter changes the answer
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-3)
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
