@@ -127,7 +127,7 @@ def accuracy(model, tokenizer, examples, max_new_tokens=MAX_NEW_TOKENS, progress
 def summary(accuracy_value, rows, seconds) -> dict:
     """What results.json keeps of one model's run: the score, the time and every raw answer."""
     return {"accuracy": accuracy_value, "correct": sum(r["correct"] for r in rows), "examples": len(rows),
-            "seconds": round(seconds, 1), "answers": [r["raw"] for r in rows]}
+            "seconds": round(seconds, 1), "answers": [r["raw"] for r in rows], "right": [r["correct"] for r in rows]}
 
 
 def main(argv=None):
