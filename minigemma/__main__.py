@@ -56,7 +56,10 @@ def _finetune_parser(sub, formatter):
     f.add_argument("--eval", default=None, help="a held-out JSONL set: its loss is measured at the end")
     f.add_argument("--steps", type=int, default=50, help="optimiser steps (global batches)")
     f.add_argument("--batch-size", type=int, default=4, help="examples per global batch (over all processes)")
-    f.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (constant, no weight decay)")
+    f.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (peak, no weight decay)")
+    f.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning rate over the run: constant, or a cosine from --lr down to 0")
+    f.add_argument("--warmup-steps", type=int, default=0, help="steps of linear warm-up from 0 to --lr")
     f.add_argument("--lora-r", type=int, default=8, help="adapter rank")
     f.add_argument("--lora-alpha", type=float, default=16, help="adapter scale alpha (the update is alpha/r · B A)")
     f.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the adapters' input")
@@ -135,7 +138,8 @@ def _finetune(args):
         if args.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         log = train(model, tokenizer, examples, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                    seed=args.seed, eval_examples=held_out, resume=args.resume,
+                    seed=args.seed, eval_examples=held_out, resume=args.resume, schedule=args.schedule,
+                    warmup_steps=args.warmup_steps,
                     extra_log={"model": args.model, "data": args.data, "examples": len(examples),
                                "truncated": sum(e.truncated for e in examples), "quantize": args.quantize,
                                "gradient_checkpointing": args.gradient_checkpointing})

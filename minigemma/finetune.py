@@ -115,10 +115,28 @@ def evaluate(model, examples, pad_id, batch_size=4, rank=0, world=1) -> float:
     return (total[0] / total[1].clamp(min=1)).item()
 
 
+def learning_rate(step, steps, lr, schedule="constant", warmup_steps=0) -> float:
+    """The learning rate of ``step`` (0-based) of ``steps``: ``lr`` throughout ("constant"), or a
+    linear warm-up over ``warmup_steps`` and then half a cosine from ``lr`` down to 0 ("cosine",
+    the usual fine-tuning schedule: big steps while the adapters are far off, small ones at the end)."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}: 'constant' or 'cosine'")
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return lr
+    done = (step - warmup_steps) / max(steps - warmup_steps, 1)  # 0 -> 1 over the steps after warm-up
+    return lr * 0.5 * (1 + math.cos(math.pi * done))
+
+
 def train(model, tokenizer, examples, out, steps=50, batch_size=4, lr=1e-3, seed=0, eval_examples=None,
-          resume=None, progress=True, extra_log=None):
+          resume=None, progress=True, extra_log=None, schedule="constant", warmup_steps=0):
     """Train the model's LoRA adapters for ``steps`` global batches; write the adapter,
-    ``train_state.pt`` (to resume) and ``train_log.json`` into ``out``. Returns the log."""
+    ``train_state.pt`` (to resume) and ``train_log.json`` into ``out``. Returns the log.
+
+    ``schedule`` / ``warmup_steps``: see ``learning_rate``. The cosine spans ``steps``: a resumed
+    run takes, from where it starts, the rates of one run of ``steps`` (the log lists them)."""
+    learning_rate(0, steps, lr, schedule, warmup_steps)  # check the schedule's name before any work
     rank, world = distributed()
     if batch_size % world:
         raise ValueError(f"the batch size {batch_size} must be a multiple of the {world} processes (each takes an "
@@ -134,11 +152,12 @@ def train(model, tokenizer, examples, out, steps=50, batch_size=4, lr=1e-3, seed
     if not params:
         raise ValueError("the model has nothing to train: add adapters first (lora.add_lora)")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    log = {"world_size": world, "steps": 0, "batch_size": batch_size, "lr": lr, "seed": seed, "losses": [],
+    log = {"world_size": world, "steps": 0, "batch_size": batch_size, "lr": lr, "schedule": schedule,
+           "warmup_steps": warmup_steps, "seed": seed, "losses": [], "learning_rates": [],
            "tokens": [], "seconds": 0.0, **(extra_log or {})}
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
-        log = {**state["log"], "world_size": world}
+        log = {**state["log"], "world_size": world, "lr": lr, "schedule": schedule, "warmup_steps": warmup_steps}
     device = params[0].device
     step_loss = SummedLoss(model)
     if world > 1:
@@ -153,11 +172,15 @@ def train(model, tokenizer, examples, out, steps=50, batch_size=4, lr=1e-3, seed
         ids, targets = pad(batch[rank::world], tokenizer.pad_id, device)
         loss = step_loss(ids, targets) * (world / max(labelled, 1))  # DDP averages: × world gives the sum
         optimizer.zero_grad(set_to_none=True)
+        rate = learning_rate(step, steps, lr, schedule, warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
         loss.backward()
         optimizer.step()
         global_loss = _all_sum(loss.detach().double() / world, world).item()
         tokens = sum(len(e.ids) for e in batch)
         log["losses"].append(global_loss)
+        log.setdefault("learning_rates", []).append(rate)
         log["tokens"].append(tokens)
         log["seconds"] += time.perf_counter() - start
         log["steps"] = step + 1

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from minigemma.__main__ import main
 from minigemma.chat_render import render
-from minigemma.finetune import global_batch, prepare
+from minigemma.finetune import global_batch, learning_rate, prepare
 from minigemma.sft import IGNORE, model_spans, read_jsonl, tokenize
 
 from .conftest import make_tiny_gemma3
@@ -149,6 +149,28 @@ def test_resume_continues_the_same_run(run):
     assert json.loads((root / "resumed" / "train_log.json").read_text())["losses"] == \
         json.loads((root / "four" / "train_log.json").read_text())["losses"]
     assert main(finetune(root / "bad", "--steps", "4", "--resume", str(root / "two"), "--seed", "1")) == 2
+
+
+def test_a_resumed_cosine_run_takes_the_rates_of_one_run(run):
+    root, finetune = run
+    cosine = ("--schedule", "cosine", "--warmup-steps", "1")
+    assert main(finetune(root / "cos4", "--steps", "4", *cosine)) == 0
+    assert main(finetune(root / "cos2", "--steps", "2", *cosine)) == 0
+    assert main(finetune(root / "cos_resumed", "--steps", "4", "--resume", str(root / "cos2"), *cosine)) == 0
+    whole, resumed = (json.loads((root / d / "train_log.json").read_text()) for d in ("cos4", "cos_resumed"))
+    assert whole["schedule"] == "cosine" and whole["warmup_steps"] == 1
+    assert whole["learning_rates"][0] == 1e-2 and 0 < whole["learning_rates"][3] < whole["learning_rates"][2] < 1e-2
+    assert resumed["learning_rates"][2:] == whole["learning_rates"][2:]
+
+
+def test_learning_rate_schedules():
+    assert [learning_rate(s, 4, 1.0) for s in range(4)] == [1.0] * 4
+    assert [learning_rate(s, 4, 1.0, warmup_steps=2) for s in range(4)] == [0.5, 1.0, 1.0, 1.0]
+    rates = [learning_rate(s, 10, 2.0, "cosine", warmup_steps=2) for s in range(10)]
+    assert rates[:3] == [1.0, 2.0, 2.0] and rates[-1] > 0 and all(a > b for a, b in zip(rates[2:], rates[3:]))
+    assert learning_rate(6, 10, 2.0, "cosine", 2) == pytest.approx(1.0)  # half-way through the cosine
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'linear'"):
+        learning_rate(0, 10, 1.0, "linear")
 
 
 def test_two_processes_train_the_one_process_adapters(run):
