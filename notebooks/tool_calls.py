@@ -33,7 +33,7 @@ STOPS = [GEMMA3_NAMES[TURN_CLOSE], GEMMA3_NAMES[RESPONSE_OPEN]]  # where chat() 
 # The longest expected call in train.jsonl and heldout.jsonl, in tokens of the 270M's vocabulary,
 # from <start_function_call> to <end_function_call> (``longest_call``; a test keeps them equal).
 # A turn cut right after its call still parses, so the model needs no room for the stop.
-MAX_NEW_TOKENS = 59
+MAX_NEW_TOKENS = 60
 
 
 def read_jsonl(path) -> list:

@@ -35,7 +35,7 @@ from minigemma.chat_tools import render_tool
 
 HERE = Path(__file__).resolve().parent
 SEED = 0
-SIZES = {"train": 200, "heldout": 60}
+SIZES = {"train": 600, "heldout": 60}
 MIN_TOKENS, MAX_TOKENS = 150, 400  # rendered length of a whole example, gemma3 format, without <bos>
 SYSTEM = "You are a model that can do function calling with the following functions"  # FunctionGemma's
 
@@ -70,7 +70,18 @@ TEMPLATES = {
                   ("How hot will it get in {city} over the next {days} days? Use {unit}.", {}),
                   ("I'm flying to {city} tomorrow. What's the forecast there?", {}),
                   ("Check the weather for {city}.", {}), ("Forecast for {city}, {days} days, in {unit}.", {}),
-                  ("Do I need a jacket in {city} right now?", {}), ("Tell me the temperature in {city} in {unit}.", {})],
+                  ("Do I need a jacket in {city} right now?", {}), ("Tell me the temperature in {city} in {unit}.", {}),
+                  ("weather {city}", {}), ("Will it be sunny in {city} this weekend?", {}), ("How cold is it in {city}?", {}),
+                  ("Can you check the weather in {city} for the next {days} days?", {}),
+                  ("I'd like the weather in {city}, in {unit}.", {}), ("Show me {days} days of weather for {city}.", {}),
+                  ("Is it windy in {city} at the moment?", {}), ("temperature in {city} please, {unit}", {}),
+                  ("Planning a trip to {city}: what's the weather for the next {days} days?", {}),
+                  ("Is it snowing in {city}? Answer in {unit}.", {}),
+                  ("What will the weather be in {city} for the next {days} days?", {}), ("Any rain expected in {city}?", {}),
+                  ("{city} weather, {unit}, next {days} days", {}), ("Look up the forecast for {city}, please.", {}),
+                  ("Tell me how warm it is in {city} in {unit}.", {}),
+                  ("Heading to {city} for {days} days. What's the weather going to be?", {}),
+                  ("Is it nice out in {city}?", {}), ("What should I wear in {city} today?", {})],
         "heldout": [("Could you look up the weather in {city} for the coming {days} days?", {}),
                     ("Should I pack an umbrella for {city}? Temperatures in {unit}, please.", {}),
                     ("what's it like outside in {city}", {}),
@@ -83,7 +94,16 @@ TEMPLATES = {
                   ("Remind me in {minutes} minutes that the {label} is done.", {}),
                   ("I need a {minutes} minute timer labelled {label}.", {}),
                   ("Put a {label} timer on for {minutes} minutes.", {}),
-                  ("Set an alarm to go off in {minutes} minutes.", {})],
+                  ("Set an alarm to go off in {minutes} minutes.", {}),
+                  ("timer for {minutes} min", {}), ("{minutes} minutes on the {label}, please.", {}),
+                  ("Wake me up in {minutes} minutes.", {}), ("Let me know when {minutes} minutes have passed.", {}),
+                  ("Set the {label} timer: {minutes} minutes.", {}), ("start a timer, {minutes} min", {}),
+                  ("The {label} takes {minutes} minutes. Time it for me.", {}),
+                  ("Alert me after {minutes} minutes for the {label}.", {}), ("Tell me when {minutes} minutes are up.", {}),
+                  ("Please set a {minutes} minute timer.", {}), ("Time my {label}: {minutes} minutes.", {}),
+                  ("Start a timer for the {label}, {minutes} minutes.", {}),
+                  ("I'm making {label}. Set a timer for {minutes} minutes.", {}), ("{minutes} min countdown", {}),
+                  ("Let me know in {minutes} minutes.", {}), ("Go off in {minutes} minutes, it's for the {label}.", {})],
         "heldout": [("Please start counting down from {minutes} minutes.", {}),
                     ("The {label} needs {minutes} minutes, can you set a timer?", {}),
                     ("ping me after {minutes} min", {}),
@@ -95,7 +115,17 @@ TEMPLATES = {
                   ("Please change {value} {from_unit} into {to_unit}.", {}),
                   ("Could you express {value} {from_unit} in {to_unit}?", {}),
                   ("Turn {value} {from_unit} into {to_unit} for me.", {}),
-                  ("{value} {from_unit} equals how many {to_unit}?", {})],
+                  ("{value} {from_unit} equals how many {to_unit}?", {}),
+                  ("convert {value} {from_unit} into {to_unit}", {}), ("How much is {value} {from_unit} in {to_unit}?", {}),
+                  ("What's {value} {from_unit} when converted to {to_unit}?", {}),
+                  ("I need {value} {from_unit} expressed in {to_unit}.", {}),
+                  ("Quick conversion: {value} {from_unit} to {to_unit}", {}),
+                  ("Can you tell me what {value} {from_unit} is in {to_unit}?", {}),
+                  ("My recipe says {value} {from_unit}. How many {to_unit} is that?", {}),
+                  ("Convert from {from_unit} to {to_unit}: {value}", {}), ("{value} {from_unit}, how much in {to_unit}?", {}),
+                  ("What does {value} {from_unit} come to in {to_unit}?", {}),
+                  ("Please work out {value} {from_unit} in {to_unit}.", {}),
+                  ("The sign says {value} {from_unit}. What is that in {to_unit}?", {})],
         "heldout": [("I have {value} {from_unit}; what's that in {to_unit}?", {}),
                     ("Need {value} {from_unit} converted to {to_unit}", {}),
                     ("If something measures {value} {from_unit}, how much is it in {to_unit}?", {})],
@@ -107,7 +137,22 @@ TEMPLATES = {
                   ('Let {recipient} know "{text}", no rush.', {"urgent": False}),
                   ('Drop {recipient} a non-urgent note: "{text}"', {"urgent": False}),
                   ('Can you message {recipient}? Say "{text}".', {}), ("Please send this to {recipient}: {text}", {}),
-                  ('Tell {recipient} "{text}" right away, it\'s urgent.', {"urgent": True})],
+                  ('Tell {recipient} "{text}" right away, it\'s urgent.', {"urgent": True}),
+                  ("Message {recipient}: {text}", {}), ('Tell {recipient} "{text}".', {}), ("text {recipient}: {text}", {}),
+                  ('Send a message to {recipient} that says "{text}"', {}), ("Please let {recipient} know: {text}", {}),
+                  ("Reply to {recipient}: {text}", {}), ('Could you send "{text}" to {recipient}?', {}),
+                  ('It\'s an emergency, message {recipient}: "{text}"', {"urgent": True}),
+                  ("Immediately text {recipient}: {text}", {"urgent": True}),
+                  ('Send {recipient} an urgent message: "{text}"', {"urgent": True}),
+                  ("No hurry, but text {recipient}: {text}", {"urgent": False}),
+                  ('When you get a chance, tell {recipient} "{text}".', {"urgent": False}),
+                  ('Low priority: message {recipient} "{text}"', {"urgent": False}),
+                  ("Send {recipient} this: {text}", {}), ('Message for {recipient}: "{text}"', {}),
+                  ("Can you text {recipient} for me? {text}", {}), ('Forward "{text}" to {recipient}.', {}),
+                  ('Let {recipient} know right now: "{text}"', {"urgent": True}),
+                  ("This is urgent. Text {recipient}: {text}", {"urgent": True}),
+                  ('Not urgent: tell {recipient} "{text}"', {"urgent": False}),
+                  ("It can wait, but message {recipient}: {text}", {"urgent": False})],
         "heldout": [('Write to {recipient} with "{text}"', {}),
                     ('{recipient} needs to hear this ASAP: "{text}"', {"urgent": True}),
                     ('Whenever convenient, pass "{text}" along to {recipient}.', {"urgent": False}),
@@ -121,7 +166,22 @@ TEMPLATES = {
                   ("I have a {title} {day} at {time}, please add it.", {}),
                   ("New calendar entry: {title}, {day}, {time}, {duration_minutes} minutes.", {}),
                   ("Block {day} at {time} for a {title}.", {}),
-                  ("Remind me about the {title} on {day} at {time}; it lasts {duration_minutes} minutes.", {})],
+                  ("Remind me about the {title} on {day} at {time}; it lasts {duration_minutes} minutes.", {}),
+                  ("Set up a {title} for {day} at {time}.", {}),
+                  ("Add {title} on {day}, {time}, for {duration_minutes} minutes.", {}),
+                  ("Can you book a {title} at {time} on {day}?", {}),
+                  ("I need {duration_minutes} minutes on {day} at {time} for {title}.", {}),
+                  ("calendar: {title} {day} {time}", {}), ("Schedule {title} for {day} {time}, {duration_minutes} min.", {}),
+                  ("Make a calendar event: {title} at {time} on {day}, lasting {duration_minutes} minutes.", {}),
+                  ("Save a {title} on {day} at {time}.", {}),
+                  ("Hold {duration_minutes} minutes for a {title} at {time} on {day}.", {}),
+                  ("Put {title} on my calendar on {day} at {time}.", {}),
+                  ("{title}, {day} at {time}, {duration_minutes} minutes long.", {}),
+                  ("Add a {duration_minutes} minute {title} on {day} at {time}.", {}),
+                  ("Please schedule {title} at {time} on {day}.", {}),
+                  ("There's a {title} on {day} at {time}. Add it to the calendar.", {}),
+                  ("Reserve {day} {time} for {title}.", {}),
+                  ("I'll be at a {title} on {day} from {time} for {duration_minutes} minutes. Add it.", {})],
         "heldout": [("Pencil in {title} for {time} on {day}.", {}),
                     ("Could you reserve {duration_minutes} minutes on {day} starting {time} for {title}?", {}),
                     ("My calendar needs a {title} at {time} this {day}", {}),
@@ -230,10 +290,10 @@ def _offered(tool, messages, tokenizer, decl, rng):
 
 def build(tokenizer, seed=SEED) -> dict:
     """-> {"train": [example, ...], "heldout": [...]}, each example {"messages", "tools"}."""
-    rng = random.Random(seed)
     decl = {name: len(tokenizer.encode(to_gemma3(render_tool(t)))) for name, t in TOOLS.items()}
     out = {}
     for split, size in SIZES.items():
+        rng = random.Random(f"{seed}:{split}")  # one stream per split: more training data leaves the held-out set alone
         plan = []  # the tools take turns; each tool's templates take turns
         for i in range(size):
             tool = list(TOOLS)[i % len(TOOLS)]
