@@ -93,6 +93,15 @@ def load_theirs(checkpointing=False):
     return get_peft_model(hf, config).train()
 
 
+def adamw_step(opt, loss):
+    """One optimiser step on ``loss()`` -> the loss's value."""
+    opt.zero_grad(set_to_none=True)
+    value = loss()
+    value.backward()
+    opt.step()
+    return value.item()
+
+
 def ours_step(model, ids, targets, checkpointing=None):
     """One step of minigemma: the head on labelled positions only. -> (step function, loss function).
     ``checkpointing``: True/False switches gradient checkpointing on/off for this step function's
@@ -106,11 +115,7 @@ def ours_step(model, ids, targets, checkpointing=None):
     def step():
         if checkpointing is not None:
             (model.gradient_checkpointing_enable if checkpointing else model.gradient_checkpointing_disable)()
-        opt.zero_grad(set_to_none=True)
-        value = loss()
-        value.backward()
-        opt.step()
-        return value.item()
+        return adamw_step(opt, loss)
     return step, loss
 
 
@@ -124,13 +129,7 @@ def theirs_step(model, ids, labels, keep=None):
             return model(input_ids=ids, labels=labels, use_cache=False).loss
         return model(input_ids=ids, labels=labels[:, -keep:], logits_to_keep=keep, use_cache=False).loss
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        value = loss()
-        value.backward()
-        opt.step()
-        return value.item()
-    return step, loss
+    return lambda: adamw_step(opt, loss), loss
 
 
 def head_share(model, T, labelled):
