@@ -12,9 +12,10 @@ from .preprocess import preprocess_image, preprocess_video
 from .tokenizer import Tokenizer
 from .presets import AUDIO_PRESETS, PRESETS, preset
 from .sampling import Sampling
+from .tiny import tiny_random
 from .weights import CheckpointError, expected_keys, load
 
 __all__ = ["TextConfig", "Gemma", "MultimodalGemma", "Sampling", "KVCache", "kv_cache_bytes", "Tokenizer", "CheckpointError", "load",
            "expected_keys", "PRESETS", "preset", "generate", "generate_ids", "stream_generate",
            "multimodal_prompt", "preprocess_image", "preprocess_video", "AudioConfig", "AudioTower",
-           "audio_features", "read_wav", "AUDIO_PRESETS", "save_pretrained"]
+           "audio_features", "read_wav", "AUDIO_PRESETS", "save_pretrained", "tiny_random"]

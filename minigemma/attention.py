@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import row_exact
 from .config import SLIDING
 from .norm import RMSNorm
 from .rope import apply_rope
@@ -73,26 +74,56 @@ class Attention(nn.Module):
         q = self.q_norm(self.q_proj(x).view(B, T, self.H, self.hd)).transpose(1, 2)  # (B, H, T, hd)
         q = apply_rope(q, cos, sin)
         if self.shared:
-            k, v, k_pos = shared_kv  # already normed, rotated and cached by the donor layer
+            k = v = None  # it reads the donor's, already normed, rotated and cached
         else:
             k_raw = self.k_proj(x).view(B, T, self.K, self.hd)  # (B, T, K, hd)
             v = k_raw if self.k_eq_v else self.v_proj(x).view(B, T, self.K, self.hd)  # keys as values
             k = apply_rope(self.k_norm(k_raw).transpose(1, 2), cos, sin)  # (B, K, T, hd)
             v = (self.v_norm(v) if self.v_norm is not None else v).transpose(1, 2)  # (B, K, T, hd)
-            k_pos = positions
-            if cache is not None:
-                k, v, k_pos = cache.update(k, v, positions)  # (B, K, S, hd), S = cached + T
-                if k is None:  # a values-only cache (keys as values); it never wraps: slot p holds position p
-                    cos_all, sin_all = (t[:v.shape[2]] for t in cache.key_rope)  # (S, 2r) each
-                    k = self.keys_from_values(v, cos_all, sin_all)  # (B, K, S, hd)
         blocks = image_blocks if self.window is not None else None
+        # A verifying pass with a cache (row_exact.py); a KV-shared layer follows its donor, whose
+        # kv is then a list with one (k, v, k_pos) per token.
+        if T > 1 and row_exact.active() and (isinstance(shared_kv, list) if self.shared else cache is not None):
+            out, kv = self._one_query_at_a_time(q, k, v, positions, cache, shared_kv, blocks)
+        else:
+            kv = shared_kv if self.shared else self._remember(k, v, positions, cache)
+            out = self._attend(q, *kv, positions, blocks)  # (B, H, T, hd)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.H * self.hd)), kv
+
+    def _remember(self, k, v, positions, cache):
+        """Store the new keys/values (if there is a cache) -> what attention may look at: (k, v, k_pos)
+        with k, v: (B, K, S, hd) and k_pos: (S,)."""
+        if cache is None:
+            return k, v, positions
+        k, v, k_pos = cache.update(k, v, positions)  # (B, K, S, hd), S = cached + T
+        if k is None:  # a values-only cache (keys as values); it never wraps: slot p holds position p
+            cos_all, sin_all = (t[:v.shape[2]] for t in cache.key_rope)  # (S, 2r) each
+            k = self.keys_from_values(v, cos_all, sin_all)  # (B, K, S, hd)
+        return k, v, k_pos
+
+    def _attend(self, q, k, v, k_pos, positions, blocks):
+        """q: (B, H, T, hd) over k, v: (B, K, S, hd) -> (B, H, T, hd)."""
         mask = attention_mask(positions, k_pos, self.window, blocks)  # (T, S)
         if self.record_probs:
-            out = self._explicit(q, k, v, mask)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
-                                                 enable_gqa=self.H != self.K)  # (B, H, T, hd)
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.H * self.hd)), (k, v, k_pos)
+            return self._explicit(q, k, v, mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
+                                              enable_gqa=self.H != self.K)  # (B, H, T, hd)
+
+    def _one_query_at_a_time(self, q, k, v, positions, cache, shared_kv, blocks):
+        """The T new tokens exactly as T one-token steps: write token i's K/V, attend with query i
+        over what the cache then holds, next token. -> out (B, H, T, hd) and, for the KV-shared
+        layers, one (k, v, k_pos) per token (copies where a later token overwrites a ring slot)."""
+        wraps = not self.shared and positions[-1] >= cache.size  # later writes land inside earlier views
+        outs, kvs = [], []
+        for i in range(len(positions)):
+            if self.shared:
+                kv = shared_kv[i]
+            else:
+                kv = self._remember(k[:, :, i:i + 1], v[:, :, i:i + 1], positions[i:i + 1], cache)
+                kv = tuple(t.clone() for t in kv) if wraps else kv
+            outs.append(self._attend(q[:, :, i:i + 1], *kv, positions[i:i + 1], blocks))
+            kvs.append(kv)
+        return torch.cat(outs, dim=2), kvs
 
     def keys_from_values(self, v, cos, sin):
         """v: (B, K, S, hd) normed values; cos/sin: (S, 2r) angles of the r turning pairs -> (B, K, S, hd) keys.

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import row_exact
 from .attention import Attention
 from .config import TextConfig
 from .mlp import MLP
@@ -70,6 +71,14 @@ class DecoderLayer(nn.Module):
         if hasattr(self, "layer_scalar"):
             y = y * self.layer_scalar
         return y, kv
+
+
+def rope_angles(inv_freq, positions, dtype):
+    """cos, sin: (T, hd) for the positions; one position per call in a verifying pass (``row_exact.py``)."""
+    if row_exact.active() and len(positions) > 1:
+        pairs = [cos_sin(inv_freq, p[None], dtype) for p in positions]
+        return torch.cat([c for c, _ in pairs]), torch.cat([s for _, s in pairs])
+    return cos_sin(inv_freq, positions, dtype)
 
 
 class Gemma(nn.Module):
@@ -150,7 +159,7 @@ class Gemma(nn.Module):
         logits = self.head(hidden)
         if self.config.final_logit_softcapping:
             cap = self.config.final_logit_softcapping
-            logits = cap * torch.tanh(logits / cap)
+            logits = row_exact.each_row(lambda z: cap * torch.tanh(z / cap), logits)
         return logits
 
     def hidden_states(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, image_blocks=None):
@@ -166,7 +175,7 @@ class Gemma(nn.Module):
         if image_blocks is not None and cache is not None:
             image_blocks = cache.add_image_blocks(image_blocks)  # (start + T,): every cached position's
         positions = torch.arange(start, start + T, device=x.device)  # (T,)
-        rot = {t: cos_sin(f, positions, x.dtype) for t, f in self.inv_freq.items()}  # type -> (T, hd) x2
+        rot = {t: rope_angles(f, positions, x.dtype) for t, f in self.inv_freq.items()}  # type -> (T, hd) x2
         recompute = getattr(self, "gradient_checkpointing", False) and cache is None and torch.is_grad_enabled()
         kv = {}  # layer index -> (k, v, k_pos), read by the KV-shared layers
         for i, layer in enumerate(self.layers):

@@ -34,6 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from . import row_exact
 from .swap import TOWERS, swap_modules
 from .weights import HF_TEXT_PREFIXES, CheckpointError, origin_of
 
@@ -64,8 +65,12 @@ class LoRALinear(nn.Module):
 
     def forward(self, x):  # (..., in) -> (..., out)
         y = self.base_layer(x)
-        update = self.lora_B(self.lora_A(self.dropout(x.to(torch.float32))))  # (..., out), through rank r
+        key = ("lora", self.in_features, self.r, self.out_features, x.dtype)
+        update = row_exact.run(self.low_rank, x, self.in_features, key)  # (..., out)
         return y + (self.scaling * update).to(y.dtype)
+
+    def low_rank(self, x):  # (..., in) -> (..., out) float32, through rank r
+        return self.lora_B(self.lora_A(self.dropout(x.to(torch.float32))))
 
     def delta(self):
         """The update the adapters add to the weight: scaling · B @ A, (out, in) float32."""

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import row_exact
 from .norm import RMSNorm
 
 
@@ -77,6 +78,8 @@ class Experts(nn.Module):
         (benchmarks/results_moe.md) while holding less memory: one expert's rows at a time, where
         the grouped version builds (N·k, D) intermediates.
         """
+        if row_exact.active() and len(x) > 1:  # one token at a time, as a decoding step runs them
+            return row_exact.tokens_apart(self.forward, x, index, weights)
         if x.dtype in GROUPED_MM_DTYPES and index.numel() < LOOP_FROM * self.num_experts:
             return experts_grouped(self, x, index, weights)
         return experts_loop(self, x, index, weights)  # many rows per expert, or a dtype like float64

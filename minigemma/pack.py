@@ -19,6 +19,7 @@ head needs a packed *copy* of the embedding, because token lookup still reads th
 import torch
 from torch import nn
 
+from . import row_exact
 from .swap import swap_modules
 
 
@@ -56,7 +57,8 @@ class PackedLinear(nn.Module):
         self.packed = pack_weight(weight)  # a plain attribute: opaque tensors cannot be saved
 
     def forward(self, x):
-        return packed_product(x, self.packed, self.out_features)
+        key = ("packed", self.out_features, self.in_features, self.dtype, x.dtype)
+        return row_exact.run(lambda rows: packed_product(rows, self.packed, self.out_features), x, self.in_features, key)
 
     @property
     def nbytes(self):

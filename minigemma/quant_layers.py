@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import row_exact
 from .moe import Experts, experts_loop
 from .quant_formats import dequantize_int4, dequantize_int8, pack_int4, unpack_int4_rows
 
@@ -48,11 +49,15 @@ class Int8Linear(nn.Module):
         self.register_buffer("scale", scale.to(dtype))  # (N,): the kernel wants the activations' dtype
 
     def forward(self, x):  # (..., d_in) -> (..., N)
-        x2 = x.reshape(-1, self.in_features)  # (M, d_in)
-        if x2.shape[0] >= PREFILL_ROWS or x2.requires_grad:  # (the packed kernels have no backward)
-            return blockwise(self, x2).view(*x.shape[:-1], self.out_features)
-        y = torch.ops.aten._weight_int8pack_mm(x2, self.q, self.scale)
-        return y.view(*x.shape[:-1], self.out_features)
+        key = ("int8", self.out_features, self.in_features, x.dtype)
+        return row_exact.run(self.product, x, self.in_features, key)
+
+    def product(self, x2):  # (M, d_in) -> (M, N)
+        # The kernel has no backward pass, and it reads inputs 16 at a time: for a width that is not
+        # a multiple of 16 (a toy model's) it returns wrong numbers or crashes (torch 2.13, measured).
+        if x2.shape[0] >= PREFILL_ROWS or x2.requires_grad or self.in_features % 16:
+            return blockwise(self, x2)
+        return torch.ops.aten._weight_int8pack_mm(x2, self.q, self.scale)  # (M, N)
 
     def rows(self, ids):
         """ids (M,) -> the dequantised rows (M, d_in), for an embedding lookup."""
@@ -77,14 +82,15 @@ class Int4Linear(nn.Module):
         self.register_buffer("scale_zero", torch.stack([scale.float().T, zero.T], dim=2).to(dtype).contiguous())
 
     def forward(self, x):  # (..., d_in) -> (..., N)
-        x2 = x.reshape(-1, self.in_features)  # (M, d_in)
+        key = ("int4", self.out_features, self.in_features, x.dtype)
+        return row_exact.run(self.product, x, self.in_features, key)
+
+    def product(self, x2):  # (M, d_in) -> (M, N)
         if x2.shape[0] >= PREFILL_ROWS or x2.requires_grad:  # (the packed kernels have no backward)
-            return blockwise(self, x2).view(*x.shape[:-1], self.out_features)
+            return blockwise(self, x2)
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size,
                                                        self.scale_zero)  # (M, N + pad)
-        if y.shape[1] != self.out_features:
-            y = y[:, :self.out_features]
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y[:, :self.out_features].contiguous() if y.shape[1] != self.out_features else y  # (M, N)
 
     def codes(self, rows):
         """rows (M,) -> codes (M, d_in) and the (M, groups) scale and low of those rows."""
@@ -134,4 +140,6 @@ class QuantExperts(Experts):
         return self.down[e](F.gelu(gate, approximate="tanh") * up)
 
     def forward(self, x, index, weights):
+        if row_exact.active() and len(x) > 1:  # one token at a time, as a decoding step runs them
+            return row_exact.tokens_apart(self.forward, x, index, weights)
         return experts_loop(self, x, index, weights)

@@ -19,13 +19,15 @@ already good; other dtypes (bf16) gain nothing from the blocks (``pack.py`` help
 
 ``use_row_blocks(model)`` swaps the decoder's ``nn.Linear`` layers (and the tied output head) for
 ``RowBlockLinear`` / ``RowBlockEmbedding``: subclasses with the same weights and checkpoint keys.
-``load`` does it for float32 models.
+``load`` does it for every float model: in other dtypes the product stays ``F.linear``, but a
+verifying pass of speculative decoding can then run it one row at a time (``row_exact.py``).
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import row_exact
 from .swap import swap_modules
 
 ROW_BLOCKS = 16  # blocks of rows a float32 weight is cut into: enough for 16 cores
@@ -33,15 +35,24 @@ FEW_ROWS = 64  # up to this many activation rows (decoding, speculative verifica
 
 
 def linear(x, weight):
-    """x (..., d_in) @ weight (N, d_in)ᵀ -> (..., N); a few float32 rows run as a batched product over row blocks."""
+    """x (..., d_in) @ weight (N, d_in)ᵀ -> (..., N); a few float32 rows run as a batched product over row blocks.
+    (In a verifying pass of speculative decoding, ``row_exact.run`` decides whether rows may go together.)"""
+    key = ("rowblocks", *weight.shape, weight.dtype, x.dtype, weight.is_contiguous())
+    return row_exact.run(lambda rows: product(rows, weight), x, weight.shape[1], key)
+
+
+def product(x, weight):
+    """x (M, d_in) @ weight (N, d_in)ᵀ -> (M, N), contiguous."""
     N, d_in = weight.shape
-    rows = x.numel() // d_in if d_in else 0
-    if x.dtype != torch.float32 or not 0 < rows <= FEW_ROWS or N % ROW_BLOCKS or not weight.is_contiguous():
+    M = x.shape[0]
+    if x.dtype != torch.float32 or not 0 < M <= FEW_ROWS or N % ROW_BLOCKS or not weight.is_contiguous():
         return F.linear(x, weight)  # many rows, another dtype or an odd shape: the library's product
     blocks = weight.view(ROW_BLOCKS, N // ROW_BLOCKS, d_in)  # (16, N/16, d_in): a view, nothing copied
-    columns = x.reshape(rows, d_in).T.expand(ROW_BLOCKS, d_in, rows)  # (16, d_in, rows): the same x for every block
-    y = torch.bmm(blocks, columns)  # (16, N/16, rows)
-    return y.permute(2, 0, 1).reshape(*x.shape[:-1], N)  # (rows, 16, N/16) -> (..., N)
+    columns = x.T.expand(ROW_BLOCKS, d_in, M)  # (16, d_in, M): the same x for every block
+    y = torch.bmm(blocks, columns)  # (16, N/16, M)
+    # (M, 16, N/16) -> (M, N), laid out row by row: a strided result would make the next row-wise
+    # reduction (a norm) sum in another order than it does for one row
+    return y.permute(2, 0, 1).contiguous().view(M, N)
 
 
 class RowBlockLinear(nn.Linear):

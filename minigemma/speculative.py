@@ -26,11 +26,14 @@ If each draft is accepted with probability ``α``, one target pass yields on ave
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from .cache import KVCache
 from .decoder import Gemma
 from .mtp import Drafter, check_pair, producer_layers
+from .row_exact import one_row_at_a_time
 from .sampling import Sampling
+from .swap import decoder_modules
 
 
 @dataclass
@@ -167,6 +170,20 @@ def as_drafting(assistant, target):
                     f"model of the same vocabulary, 'prompt_lookup', or a drafting object; got {assistant!r}")
 
 
+def check_row_exact(target):
+    """Raise unless every layer of the target's decoder can compute a verifying pass row by row
+    (``row_exact.py``): plain ``nn.Linear`` layers and an ``nn.Embedding`` head cannot, as
+    ``F.linear`` rounds one row and several differently. ``load`` swaps them; a model built by hand
+    needs ``use_row_blocks``."""
+    plain = [name for name, m in decoder_modules(target) if type(m) is nn.Linear and ".lora_" not in name
+             or name == "embed_tokens" and type(m) is nn.Embedding]
+    if plain:
+        raise ValueError(f"the target has plain nn.Linear/nn.Embedding layers ({plain[0]}, ...), whose "
+                         "products round differently for one row and for a verifying pass of several, so "
+                         "speculative decoding could change the text: swap them first with "
+                         "minigemma.rowblocks.use_row_blocks(model) (load() does it)")
+
+
 def verify(logits, drafts, dists, sampling, generator=None):
     """logits: (k+1, vocab) the target's rows for [t, d1..dk] -> (drafts accepted, the target's next token)."""
     for i, d in enumerate(drafts):
@@ -198,6 +215,7 @@ def speculative_ids(target, prompt_ids, assistant, num_draft_tokens, max_new_tok
         raise ValueError(f"num_draft_tokens must be an integer >= 1, got {num_draft_tokens!r}")
     sampling = Sampling.of(sampling, **options)
     generator = sampling.generator()
+    check_row_exact(target)
 
     def draw(logits):  # (vocab,) -> (token, its distribution or None): how drafters pick their guesses
         return sampling.pick(logits, generator)
@@ -225,7 +243,8 @@ def speculative_ids(target, prompt_ids, assistant, num_draft_tokens, max_new_tok
         k = min(num_draft_tokens, max_new_tokens - produced)
         drafts, dists = drafting.propose(ids, hidden, cache, k, draw)
         mark = cache.checkpoint(len(drafts) + 1)
-        logits, hiddens = target(torch.tensor([[token] + drafts]), cache=cache, return_hidden=True)  # one pass
+        with one_row_at_a_time():  # each row exactly as a one-token step computes it (row_exact.py)
+            logits, hiddens = target(torch.tensor([[token] + drafts]), cache=cache, return_hidden=True)  # one pass
         n, token = verify(logits[0], drafts, dists, sampling, generator)
         cache.rollback(mark, keep=n + 1)  # the last token and the accepted drafts stay
         drafting.accepted(n)

@@ -202,20 +202,20 @@ def load(source="gemma3-270m", dtype=None, progress=True, quantize=None, group_s
 
 
 def speed_up(model, quantize=None, group_size=32, gguf=None, pack=False):
-    """The post-load swap ``load`` applies: quantised layers, oneDNN-packed bf16 layers, or (float32)
-    row blocks for few-row products; none of them changes the model's code (``swap.py``)."""
+    """The post-load swap ``load`` applies: quantised layers, oneDNN-packed bf16 layers, or row-block
+    layers (few-row float32 products); none of them changes the model's code (``swap.py``)."""
     if quantize is not None:
         int4 = {}  # our weight name -> the GGUF's own 4-bit blocks, where it stores them so
         for name in (gguf.tensors if gguf is not None else ()):
             blocks = gguf.int4_blocks(name)
             if blocks is not None:
                 int4[gguf_to_ours(name)] = blocks
-        return quantize_model(model, quantize, group_size, int4)
+        return use_row_blocks(quantize_model(model, quantize, group_size, int4))  # (the rest: the MoE router)
     if pack:
         return pack_model(model)
-    if model.norm.weight.dtype == torch.float32:  # (a Gemma or an MTP drafter)
-        return use_row_blocks(model)
-    return model
+    # (a Gemma or an MTP drafter) Float32 runs few rows as row blocks; other dtypes keep F.linear,
+    # but through the same layer class, which can run a verifying pass row by row (row_exact.py).
+    return use_row_blocks(model)
 
 
 def expected_keys(config: TextConfig, vision_config=None, audio_config=None) -> dict:
