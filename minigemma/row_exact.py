@@ -23,8 +23,9 @@ between CPUs, so nothing here is assumed: during a verifying pass (``with one_ro
 a layer's product goes through ``run``, which *measures* once, per layer shape, row count and
 thread count, whether the product gives every row of random probes exactly what it gives that row
 alone. If it does, the rows go through in one product: that is where speculative decoding's speed
-comes from (a float32 or int8 270M verifies 5 tokens for about twice the cost of one). If not, the
-rows go one at a time, each exactly as a one-token step computes it. Attention writes the cache
+comes from (it holds for the float32 and int8/int4 270M). If not (bf16 products, here), the rows go
+one at a time, each exactly as a one-token step computes it, and drafting gains little
+(``benchmarks/results_speculative_settings.md``). Attention writes the cache
 and attends one query at a time, and a mixture of experts routes one token at a time, always.
 
 Element-wise functions with a transcendental inside (GELU's tanh, RoPE's cos and sin, the logit

@@ -413,6 +413,20 @@ plt.show()
 # *back* a token looks. On the global layer on the right, every token, image or not, sees exactly
 # the tokens before it.
 #
+# **Try it without Gemma 4's weights.** `minigemma.tiny_random("gemma4-e2b")` builds E2B's
+# structure at toy width (its vision tower with clipped linears, per-layer embeddings, KV sharing,
+# the real Gemma tokenizer) with **random weights**. One call then takes an image file to generated
+# tokens along the path a real E2B takes; the words are noise. With a real checkpoint,
+# `minigemma.load("path/to/gemma-4-e2b-it")` replaces the first line.
+
+# %%
+tiny, tiny_tok = minigemma.tiny_random("gemma4-e2b", seed=0)
+picture = minigemma.preprocess_image("../data/media/photo.jpg", max_soft_tokens=70)  # our drawn scene
+print("patches:", tuple(picture[0].shape), "->", len(picture[0]) // 9, "soft tokens")
+print(repr(minigemma.generate(tiny, tiny_tok, "Describe <|image|> in one line.", images=[picture],
+                              max_new_tokens=8)))
+
+# %% [markdown]
 # ## 9. What an image costs in KV memory
 # Every soft token is a position in the text model: it is stored in the KV cache like a word. The
 # cost per token differs a lot between the models: E2B has 15 non-shared layers with 1 KV head,

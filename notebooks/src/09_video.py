@@ -223,6 +223,17 @@ assert mine == ref_ids
 # `model, tok = minigemma.load("path/to/gemma-4-E2B-it")` then
 # `minigemma.generate(model, tok, prompt_with_<|video|>, videos=[(frames, stamps)])` runs the same code.
 #
+# The same in three lines, without transformers: `minigemma.tiny_random("gemma4-e2b")` is a model
+# with E2B's structure at toy width, the real Gemma tokenizer and **random weights**, and
+# `preprocess_video` returns exactly the `(frames, timestamps)` item that `generate` takes.
+
+# %%
+tiny, tiny_tok = minigemma.tiny_random("gemma4-e2b", seed=0)
+item = minigemma.preprocess_video(clip, fps=fps, max_soft_tokens=70)
+print(len(item[0]), "frames at", item[1][:3], "...")
+print(repr(minigemma.generate(tiny, tiny_tok, "What happens in <|video|>?", videos=[item], max_new_tokens=8)))
+
+# %% [markdown]
 # ## Summary
 # - A clip is `(T, H, W, 3)` frames and a frame rate. 32 frames are sampled uniformly
 #   (`i · T // 32`), fewer if the clip has fewer; each is a small image (70 tokens by default).

@@ -464,6 +464,20 @@ plt.tight_layout(); plt.show()
 # refused: resample first), stereo `.wav` files are averaged to mono, and a clip over 30 s is an
 # error (split it: each piece is a clip of its own).
 #
+# Without a real checkpoint, `minigemma.tiny_random("gemma4-e2b")` gives E2B's structure at toy
+# width, its conformer tower included, with the real Gemma tokenizer and **random weights**: the
+# whole path from a `.wav` file to generated tokens runs, and the words are noise. The clip is our
+# own synthetic vowel (`data/media/clip.wav`, written by `data/media/make.py`).
+
+# %%
+tiny, tiny_tok = minigemma.tiny_random("gemma4-e2b", seed=0)
+mel = minigemma.audio_features("../data/media/clip.wav")  # (frames, 128), one every 10 ms
+from minigemma.multimodal import AUDIO_ID
+n_tokens = minigemma.multimodal_prompt(tiny_tok, "<|audio|>", audio=[mel]).count(AUDIO_ID)
+print(tuple(mel.shape), "log-mel frames ->", n_tokens, "audio soft tokens (one per 40 ms)")
+print(repr(minigemma.generate(tiny, tiny_tok, "Transcribe: <|audio|>", audio=[mel], max_new_tokens=8)))
+
+# %% [markdown]
 # **What `minigemma/log_mel.py` and `audio.py` leave out.** Resampling (a 44.1 kHz clip is refused with a message
 # that says so, rather than resampled by a filter we did not check against anything), dither and
 # pre-emphasis (both switched off in Gemma 4's extractor), and batching several clips into one

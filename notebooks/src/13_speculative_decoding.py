@@ -10,7 +10,10 @@
 #   model's last hidden state and its KV cache — and its **centroid head**, which scores 4,096 of
 #   262,144 tokens;
 # - how a KV cache (ring buffers included) takes back rejected tokens;
-# - the loop on our real Gemma 3 270M with prompt-lookup drafts, accepted and rejected tokens coloured.
+# - the loop on our real Gemma 3 270M with prompt-lookup drafts, accepted and rejected tokens coloured;
+# - why "the same text" needs every row of the verifying pass computed bit for bit as a one-token
+#   step computes it, and how the package makes that hold in every setting (float32, bf16, int8, int4);
+# - a tiny random Gemma 4 pair (`minigemma.tiny_random`) to try the MTP drafter without its weights.
 #
 # **Prerequisites:** notebooks 04 (KV cache, ring buffers), 06 (Gemma 4, KV sharing) and 12 (the
 # roofline: why decoding is memory-bound).
@@ -25,7 +28,8 @@ import minigemma
 from minigemma import KVCache, generate_ids
 from minigemma.mtp import Drafter, producer_layers
 from minigemma.speculative import PromptLookup, Stats, speculative_ids
-from minigemma.weights import build_model, read_hf_directory
+from minigemma.row_exact import one_row_at_a_time
+from minigemma.weights import build_model, read_hf_directory, speed_up
 
 _ = torch.manual_seed(0)
 torch.set_num_threads(2)
@@ -208,7 +212,7 @@ with torch.no_grad():
 tmp = Path(tempfile.mkdtemp())
 ref_target.save_pretrained(tmp / "target"); ref_assistant.save_pretrained(tmp / "assistant")
 config, state, _ = read_hf_directory(tmp / "target", progress=False)  # no tokenizer for a toy vocabulary
-target = build_model(config, state)
+target = speed_up(build_model(config, state))  # the layer swap load() applies (section 8 says why it matters)
 drafter, _ = minigemma.load(tmp / "assistant", progress=False)
 print(type(drafter).__name__, "| target layers that lend their K/V:", producer_layers(target.config))
 
@@ -426,6 +430,88 @@ print(f"measured α = {alpha:.2f}: formula (k = 4) predicts {(1 - alpha ** 5) / 
 # differ. `benchmarks/bench_speculative.py` measures wall-clock speed-ups on several prompts,
 # interleaved with plain decoding, and checks the texts are identical every time.
 #
+# ## 8. "The same text" is a promise about the last bit
+#
+# Row `i` of the verifying pass must be *exactly* what a one-token step at that position computes.
+# Close is not enough: a key or value that differs in its last bit is stored in the cache, nudges
+# every later logit, and sooner or later flips a near-tie between two tokens. That happened here:
+# with int8 weights, the 270M continued a list with "The first thing you should do…" plainly and
+# "The list is a bit longer…" speculatively, every run. The cause is the CPU libraries: for one row
+# and for five they pick different routines that add up the same products in a different order
+# (floating-point addition is not associative). Let us measure it on the int8 model: five tokens in
+# one pass against the same five as one-token steps.
+
+# %%
+from minigemma import row_exact
+row_exact._verdicts.clear()  # forget what the passes of earlier sections measured (see below)
+int8, _ = minigemma.load("gemma3-270m", quantize="int8", progress=False)
+words = tok.encode(" cherry, date, elderberry, fig, grape", add_bos=False)[:5]
+def five_tokens(together, exact=False):
+    cache = KVCache(int8.config, 1, 64, dtype=int8.dtype)
+    with torch.no_grad():
+        int8(torch.tensor([p_ids[:20]]), cache=cache, last_only=True)
+        if not together:
+            return torch.cat([int8(torch.tensor([[w]]), cache=cache) for w in words], dim=1)
+        if not exact:
+            return int8(torch.tensor([words]), cache=cache)
+        with one_row_at_a_time():
+            return int8(torch.tensor([words]), cache=cache)
+steps = five_tokens(False)
+for exact in (False, True):
+    diff = (five_tokens(True, exact).float() - steps.float()).abs().max().item()
+    print(f"one pass{' (one_row_at_a_time)' if exact else '':22s} vs five steps: max |Δ logit| = {diff:.4f}")
+
+# %% [markdown]
+# Inside `one_row_at_a_time()` (`minigemma/row_exact.py`, used by every verifying pass) the
+# difference is exactly zero. It works layer by layer. Attention writes the cache and attends one
+# query at a time, and a mixture of experts routes one token at a time. A matrix product, the
+# expensive part, is measured instead of assumed: once per layer shape and row count, random probes
+# go through the product at once and row by row, and only a product that gives identical bits
+# stays batched, the source of the speed-up. Which products of the int8 model stayed batched in
+# that pass:
+
+# %%
+verdicts = {}
+for (key, rows, threads), same in row_exact._verdicts.items():
+    verdicts.setdefault(key[0], []).append(same)
+for kind, v in verdicts.items():
+    print(f"{kind:9s}: {sum(v)} of {len(v)} (layer shape, row count) pairs exact in one product")
+
+# %% [markdown]
+# Here the int8 kernel gives the same bits for 5 rows as for 1, so the verifying pass keeps its
+# single product per layer. A bf16 product (`F.linear` or oneDNN's packed one) usually does not,
+# so a bf16 target verifies row by row and drafting saves it nothing; the text is right either
+# way. `tests/test_row_exact.py` checks, for float32, bf16, packed bf16, int8, int4 and int4-all,
+# that a verifying pass gives the logits *and caches* of one-token steps bit for bit, and that
+# speculative decoding gives the plain greedy text on the real 270M.
+
+# %%
+plain = list(generate_ids(int8, p_ids, max_new_tokens=24))
+spec = list(speculative_ids(int8, p_ids, PromptLookup(), 4, max_new_tokens=24))
+assert spec == plain
+print("int8, prompt lookup, identical to plain greedy:", spec == plain)
+
+# %% [markdown]
+# ## 9. Try the MTP drafter without Gemma 4's weights
+#
+# `minigemma.tiny_random("gemma4-e2b")` builds a model with E2B's structure (its layer pattern, KV
+# sharing, per-layer embeddings, towers, the real Gemma tokenizer) at toy width, and
+# `tiny_random("gemma4-e2b-assistant")` a 4-layer drafter with a centroid head that fits it.
+# **The weights are random**: the drafter guesses badly and the text is noise, but every step of
+# sections 3–6 runs. With the real checkpoints, `minigemma.load(...)` on their directories
+# replaces both lines.
+
+# %%
+tiny, tiny_tok = minigemma.tiny_random("gemma4-e2b", seed=0)
+tiny_drafter, _ = minigemma.tiny_random("gemma4-e2b-assistant", seed=0)
+ids_t = tiny_tok.encode("The drafter reads the target's cache and guesses", add_bos=True)
+stats = Stats()
+spec = list(speculative_ids(tiny, ids_t, tiny_drafter, 4, max_new_tokens=24, stats=stats))
+assert spec == list(generate_ids(tiny, ids_t, max_new_tokens=24))
+print(f"identical to plain greedy | {len(stats.rounds) + 1} target passes for 24 tokens | "
+      f"acceptance {stats.acceptance_rate:.0%} (random weights)")
+
+# %% [markdown]
 # ## Exercises
 # Solutions: `../solutions/13_speculative_decoding.py`.
 #
@@ -462,6 +548,9 @@ check_exercise_13_2(greedy_accept)
 #   Prediction](https://arxiv.org/abs/2404.19737), 2024 — models that predict several tokens ahead.
 # - Google, [Gemma 4 model overview and guides](https://ai.google.dev/gemma/docs) — including
 #   "Speed-up Gemma 4 with Multi-Token Prediction" and the `google/gemma-4-*-it-assistant` drafters.
+# - H. He and Thinking Machines Lab, [Defeating Nondeterminism in LLM
+#   Inference](https://thinkingmachines.ai/blog/defeating-nondeterminism-in-llm-inference/), 2025 —
+#   why a row's result can depend on how many rows share the kernel call ("batch invariance").
 # - A. Saxena, [Prompt Lookup Decoding](https://github.com/apoorvumang/prompt-lookup-decoding),
 #   2023 — drafts copied from the prompt.
 # - transformers, `models/gemma4_assistant/modeling_gemma4_assistant.py` and
