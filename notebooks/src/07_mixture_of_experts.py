@@ -359,8 +359,9 @@ print(f"used per token: {active / 1e9:.2f}B (published 3.8B) = everything but th
 # `python notebooks/tiny_moe.py` trains a 4-layer model with this same MoE block (16 experts,
 # top-2) on four kinds of text in `../data/moe_corpus/`: English and French prose (a few
 # hand-written paragraphs plus 32 short stories per language sampled, with a fixed seed, from the
-# real Gemma 3 270M), Python code and arithmetic. 150 steps take about a minute on 2 idle CPU
-# cores; the checkpoint is committed in `../data/tiny_moe/`. (Trained longer, this small model
+# real Gemma 3 270M), Python code and arithmetic. Its training log, printed below, records the
+# command and how long the 150 steps took (248 s, on one thread of a busy shared machine); the
+# checkpoint is committed in `../data/tiny_moe/`. (Trained longer, this small model
 # memorises its prose and does *worse* on held-out text: 600 steps gave English and French losses
 # barely under the uniform guess.)
 #

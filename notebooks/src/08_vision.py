@@ -446,14 +446,17 @@ for name in ("gemma4-e2b", "gemma4-e4b", "gemma4-26b-a4b", "gemma4-31b"):
 fig, ax = plt.subplots(figsize=(5, 2.2))
 ax.barh(list(costs), [v / 2**20 for v in costs.values()], color="#4c72b0")
 ax.set_xlabel("MiB of KV cache for one 280-token image"); plt.show()
-print(f"31B / E2B: {costs['gemma4-31b'] / costs['gemma4-e2b']:.0f}×")
+per_token = {name: cost / 280 / 2**10 for name, cost in costs.items()}  # KiB per soft token
+print(f"per image token: E2B {per_token['gemma4-e2b']:.0f} KiB, 31B {per_token['gemma4-31b']:.0f} KiB; "
+      f"31B / E2B: {costs['gemma4-31b'] / costs['gemma4-e2b']:.0f}×")
 
 # %% [markdown]
 # Past the window, the sliding layers hold a fixed number of positions, so only global layers
 # grow with the image: on E2B that is 3 non-shared global layers × 1 KV head × 512 dims, keys and
 # values, 2 bytes each: `3 · 2 · 512 · 2 = 6 KiB` per image token, 1.6 MiB for 280 tokens. On 31B
-# it is 10 global layers × 4 KV heads × 512 dims (keys equal to values, `attention_k_eq_v`, still
-# stored twice in our cache): 80 KiB per token, thirteen times E2B. Before the window is full,
+# it is 10 global layers × 4 KV heads × 512 dims, and as keys equal values there
+# (`attention_k_eq_v`) our cache stores the values alone (notebook 04): `10 · 4 · 512 · 2` = 40 KiB
+# per token, 7 times E2B, as printed above. Before the window is full,
 # every sliding layer pays for the image too, which is why a picture early in a chat costs more.
 # A budget of 1120 tokens costs four times these figures.
 #
@@ -466,7 +469,7 @@ print(f"31B / E2B: {costs['gemma4-31b'] / costs['gemma4-e2b']:.0f}×")
 # - The embedder norms them and projects them into the text width; they replace the placeholder
 #   tokens of the prompt, whose text embedding and per-layer inputs are the pad token's.
 # - Every soft token is a position of the text model: it costs KV memory like a word, from about
-#   6 KiB (E2B) to 80 KiB (31B) per token once the sliding windows are full.
+#   6 KiB (E2B) to 40 KiB (31B) per token once the sliding windows are full.
 #
 # ## Exercises
 # Solutions: `../solutions/08_vision.py`.

@@ -98,8 +98,10 @@ plt.show()
 # one, behind its timestamp; frames are joined by spaces:
 #
 # ```
-# 00:00 <start_of_image> <|video|>×70… <end_of_image> 00:00 <start_of_image> … <end_of_image> 00:01 …
+# 00:00 <start_of_image> <|video|>×63 <end_of_image> 00:00 <start_of_image> … <end_of_image> 00:01 …
 # ```
+#
+# (63 placeholders per frame for this clip's 336 × 432 frames: a budget of 70 is a ceiling.)
 #
 # `multimodal_prompt` writes one `<|video|>` marker this way. We check it against what transformers'
 # processor writes (its `replace_video_token`, given the same frame indices and fps).

@@ -158,8 +158,8 @@ axes[1].set_title("the whole bank (257 bins → 128 bands)"); plt.tight_layout()
 print("empty bands (narrower than one FFT bin):", int((bank.max(0) == 0).sum()))
 
 # %% [markdown]
-# The lowest bands are narrower than one FFT bin (31.25 Hz), so a few of them catch no bin at
-# all and stay zero: harmless, transformers warns about exactly this. Finally the **log**: loudness
+# The lowest bands are narrower than one FFT bin (31.25 Hz), so one of them (printed above) catches
+# no bin at all and stays zero: harmless, transformers warns about exactly this. Finally the **log**: loudness
 # is perceived on a log scale, and the log turns the product "source × mouth filter" into a
 # sum. `log(mel + 0.001)` — the floor keeps silence at `log(0.001) ≈ −6.9` instead of `−∞`.
 

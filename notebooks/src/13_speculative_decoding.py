@@ -2,7 +2,7 @@
 # # 13 · Speculative decoding and Gemma 4's multi-token-prediction drafter
 #
 # **What you will learn**
-# - why checking 5 guessed tokens costs a memory-bound CPU about as much as producing 1;
+# - why checking 5 guessed tokens costs a memory-bound CPU far less than producing 5 one by one;
 # - the accept rule that makes speculative decoding give *exactly* the text of plain greedy decoding
 #   (and, for sampling, exactly the same distribution), and the expected number of tokens per pass,
 #   `(1 − α^(k+1)) / (1 − α)`;
@@ -35,7 +35,7 @@ _ = torch.manual_seed(0)
 torch.set_num_threads(2)
 
 # %% [markdown]
-# ## 1. Why guessing pays: one pass over k + 1 tokens costs about one pass over 1
+# ## 1. Why guessing pays: one pass over k + 1 tokens costs far less than k + 1 passes over 1
 #
 # Decoding one token with the 270M model means reading all of its weights (about 1 GB in float32)
 # from memory to do two multiply-adds per weight. A CPU can do far more arithmetic per byte than
@@ -73,10 +73,11 @@ times = {n: pass_time(n) for n in sizes}
 #
 # One more thing moves the curve: how close the *one*-token pass already is to the memory limit.
 # Since notebook 12's row blocks, our float32 single-token pass streams its weights about 3× faster
-# than before, while 5 tokens still cost more arithmetic: on the idle machine the head took 13 ms
-# for 1 row and 29 ms for 5. So a pass of 5 costs about twice a pass of 1, and drafts pay only when
-# most of them are accepted (`benchmarks/results_speculative.md`: 2.25× when the text repeats a
-# list, 0.87× on free text).
+# than before, while 5 tokens still cost more arithmetic. So the ratio for 5 tokens printed above
+# changes with the machine and its load: about 1× when memory is the bottleneck everywhere, about
+# 2× on an idle machine where the one-token pass streams fast (there the head took 13 ms for 1 row
+# and 29 ms for 5; README, "Speed"). Drafts pay when most of them are accepted
+# (`benchmarks/results_speculative.md`: 2.25× when the text repeats a list, 0.87× on free text).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -129,7 +130,11 @@ plt.show()
 # ## 3. Gemma 4's drafter: a model that borrows almost everything
 #
 # Google released small "assistant" drafters beside Gemma 4. Trained for *this* target, they are
-# built to cost as little as possible per drafted token:
+# built to cost as little as possible per drafted token. The design is not new: feeding the
+# drafter the target's hidden state beside the token embedding, and its own output state back at
+# the next step, is how EAGLE drafts (Li et al. 2024), and DeepSeek-V3's multi-token-prediction
+# modules chain the same way (DeepSeek-AI 2024). What Gemma 4's adds is reading the target's KV
+# cache instead of keeping one, and the centroid head:
 #
 # - **input**: the target's embedding of the last token, concatenated with the target's last
 #   hidden state (after its final norm), `2 × D` numbers; `pre_projection` maps them to the
@@ -544,6 +549,10 @@ check_exercise_13_2(greedy_accept)
 #   Decoding](https://arxiv.org/abs/2211.17192), ICML 2023 — the loop and the accept/reject rule.
 # - C. Chen et al., [Accelerating Large Language Model Decoding with Speculative
 #   Sampling](https://arxiv.org/abs/2302.01318), 2023 — the same rule, independently.
+# - Y. Li, F. Wei, C. Zhang, H. Zhang, [EAGLE: Speculative Sampling Requires Rethinking Feature
+#   Uncertainty](https://arxiv.org/abs/2401.15077), ICML 2024 — drafting from the target's hidden state.
+# - DeepSeek-AI, [DeepSeek-V3 Technical Report](https://arxiv.org/abs/2412.19437), 2024 — chained
+#   multi-token-prediction modules, used for speculative decoding.
 # - F. Gloeckle et al., [Better & Faster Large Language Models via Multi-token
 #   Prediction](https://arxiv.org/abs/2404.19737), 2024 — models that predict several tokens ahead.
 # - Google, [Gemma 4 model overview and guides](https://ai.google.dev/gemma/docs) — including
