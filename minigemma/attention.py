@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import row_exact
+from .row_exact import one_row_active
 from .config import SLIDING
 from .norm import RMSNorm
 from .rope import apply_rope
@@ -83,7 +83,7 @@ class Attention(nn.Module):
         blocks = image_blocks if self.window is not None else None
         # A verifying pass with a cache (row_exact.py); a KV-shared layer follows its donor, whose
         # kv is then a list with one (k, v, k_pos) per token.
-        if T > 1 and row_exact.active() and (isinstance(shared_kv, list) if self.shared else cache is not None):
+        if T > 1 and one_row_active() and (isinstance(shared_kv, list) if self.shared else cache is not None):
             out, kv = self._one_query_at_a_time(q, k, v, positions, cache, shared_kv, blocks)
         else:
             kv = shared_kv if self.shared else self._remember(k, v, positions, cache)

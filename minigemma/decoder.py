@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import row_exact
+from .row_exact import each_row, one_row_active
 from .attention import Attention
 from .config import TextConfig
 from .mlp import MLP
@@ -75,7 +75,7 @@ class DecoderLayer(nn.Module):
 
 def rope_angles(inv_freq, positions, dtype):
     """cos, sin: (T, hd) for the positions; one position per call in a verifying pass (``row_exact.py``)."""
-    if row_exact.active() and len(positions) > 1:
+    if one_row_active() and len(positions) > 1:
         pairs = [cos_sin(inv_freq, p[None], dtype) for p in positions]
         return torch.cat([c for c, _ in pairs]), torch.cat([s for _, s in pairs])
     return cos_sin(inv_freq, positions, dtype)
@@ -159,7 +159,7 @@ class Gemma(nn.Module):
         logits = self.head(hidden)
         if self.config.final_logit_softcapping:
             cap = self.config.final_logit_softcapping
-            logits = row_exact.each_row(lambda z: cap * torch.tanh(z / cap), logits)
+            logits = each_row(lambda z: cap * torch.tanh(z / cap), logits)
         return logits
 
     def hidden_states(self, input_ids=None, inputs_embeds=None, cache=None, last_only=False, image_blocks=None):

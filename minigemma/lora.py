@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import row_exact
+from .row_exact import row_product
 from .swap import TOWERS, swap_modules
 from .weights import HF_TEXT_PREFIXES, CheckpointError, origin_of
 
@@ -66,7 +66,7 @@ class LoRALinear(nn.Module):
     def forward(self, x):  # (..., in) -> (..., out)
         y = self.base_layer(x)
         key = ("lora", self.in_features, self.r, self.out_features, x.dtype)
-        update = row_exact.run(self.low_rank, x, self.in_features, key)  # (..., out)
+        update = row_product(self.low_rank, x, self.in_features, key)  # (..., out)
         return y + (self.scaling * update).to(y.dtype)
 
     def low_rank(self, x):  # (..., in) -> (..., out) float32, through rank r

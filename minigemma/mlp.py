@@ -7,7 +7,7 @@ through GELU (tanh approximation) acting as a soft gate on the other, then a pro
 import torch.nn.functional as F
 from torch import nn
 
-from . import row_exact
+from .row_exact import each_row
 
 
 
@@ -19,7 +19,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x):  # (B, T, D) -> (B, T, D)
-        gate = row_exact.each_row(gelu, self.gate_proj(x))  # (one row per call in a verifying pass)
+        gate = each_row(gelu, self.gate_proj(x))  # (one row per call in a verifying pass)
         return self.down_proj(gate * self.up_proj(x))
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import row_exact
+from .row_exact import one_row_active, tokens_apart
 from .norm import RMSNorm
 
 
@@ -68,9 +68,13 @@ class Experts(nn.Module):
         return F.linear(F.gelu(gate, approximate="tanh") * up, self.down_proj[e])
 
     def forward(self, x, index, weights):
-        """x: (N, D), index/weights: (N, k) -> (N, D), the weighted sum of each token's experts.
+        """x: (N, D), index/weights: (N, k) -> (N, D), the weighted sum of each token's experts."""
+        if one_row_active() and len(x) > 1:  # one token at a time, as a decoding step runs them
+            return tokens_apart(self.forward, x, index, weights)
+        return self.dispatch(x, index, weights)
 
-        Two ways to run the same dispatch, chosen by how many rows each expert gets. With few
+    def dispatch(self, x, index, weights):
+        """Two ways to run the same dispatch, chosen by how many rows each expert gets. With few
         (decoding, short prompts: 64 tokens give each of 128 experts ~4 rows) a Python loop over
         the experts spends most of its time in Python, so ``experts_grouped`` runs them all in two
         calls. From ``LOOP_FROM`` rows per expert on, the loop's overhead is small beside the
@@ -78,8 +82,6 @@ class Experts(nn.Module):
         (benchmarks/results_moe.md) while holding less memory: one expert's rows at a time, where
         the grouped version builds (N·k, D) intermediates.
         """
-        if row_exact.active() and len(x) > 1:  # one token at a time, as a decoding step runs them
-            return row_exact.tokens_apart(self.forward, x, index, weights)
         if x.dtype in GROUPED_MM_DTYPES and index.numel() < LOOP_FROM * self.num_experts:
             return experts_grouped(self, x, index, weights)
         return experts_loop(self, x, index, weights)  # many rows per expert, or a dtype like float64

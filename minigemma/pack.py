@@ -19,7 +19,7 @@ head needs a packed *copy* of the embedding, because token lookup still reads th
 import torch
 from torch import nn
 
-from . import row_exact
+from .row_exact import row_product
 from .swap import swap_modules
 
 
@@ -58,7 +58,7 @@ class PackedLinear(nn.Module):
 
     def forward(self, x):
         key = ("packed", self.out_features, self.in_features, self.dtype, x.dtype)
-        return row_exact.run(lambda rows: packed_product(rows, self.packed, self.out_features), x, self.in_features, key)
+        return row_product(lambda rows: packed_product(rows, self.packed, self.out_features), x, self.in_features, key)
 
     @property
     def nbytes(self):

@@ -19,7 +19,7 @@ The weights live on the model and its layers under transformers' names; this fil
 
 import torch
 
-from . import row_exact
+from .row_exact import each_row
 from .mlp import gelu
 
 
@@ -35,4 +35,4 @@ def per_layer_inputs(input_ids, inputs_embeds, table, projection, norm, num_laye
 
 def per_layer_branch(y, p, gate, projection, norm):
     """y: (B, T, D) hidden state after the MLP, p: (B, T, P) this layer's slice -> (B, T, D)."""
-    return y + norm(projection(row_exact.each_row(gelu, gate(y)) * p))
+    return y + norm(projection(each_row(gelu, gate(y)) * p))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import row_exact
+from .row_exact import row_product
 from .moe import Experts, experts_loop
 from .quant_formats import dequantize_int4, dequantize_int8, pack_int4, unpack_int4_rows
 
@@ -50,7 +50,7 @@ class Int8Linear(nn.Module):
 
     def forward(self, x):  # (..., d_in) -> (..., N)
         key = ("int8", self.out_features, self.in_features, x.dtype)
-        return row_exact.run(self.product, x, self.in_features, key)
+        return row_product(self.product, x, self.in_features, key)
 
     def product(self, x2):  # (M, d_in) -> (M, N)
         # The kernel has no backward pass, and it reads inputs 16 at a time: for a width that is not
@@ -83,7 +83,7 @@ class Int4Linear(nn.Module):
 
     def forward(self, x):  # (..., d_in) -> (..., N)
         key = ("int4", self.out_features, self.in_features, x.dtype)
-        return row_exact.run(self.product, x, self.in_features, key)
+        return row_product(self.product, x, self.in_features, key)
 
     def product(self, x2):  # (M, d_in) -> (M, N)
         if x2.shape[0] >= PREFILL_ROWS or x2.requires_grad:  # (the packed kernels have no backward)
@@ -139,7 +139,5 @@ class QuantExperts(Experts):
         gate, up = self.gate_up[e](x).chunk(2, dim=-1)  # (n, I) each
         return self.down[e](F.gelu(gate, approximate="tanh") * up)
 
-    def forward(self, x, index, weights):
-        if row_exact.active() and len(x) > 1:  # one token at a time, as a decoding step runs them
-            return row_exact.tokens_apart(self.forward, x, index, weights)
+    def dispatch(self, x, index, weights):
         return experts_loop(self, x, index, weights)

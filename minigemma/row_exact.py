@@ -20,7 +20,7 @@ for 5. Measured with torch 2.13 on x86:
 
 Which kernel a library picks depends on the shapes, the dtype and the thread count, and differs
 between CPUs, so nothing here is assumed: during a verifying pass (``with one_row_at_a_time():``)
-a layer's product goes through ``run``, which *measures* once, per layer shape, row count and
+a layer's product goes through ``row_product``, which *measures* once, per layer shape, row count and
 thread count, whether the product gives every row of random probes exactly what it gives that row
 alone. If it does, the rows go through in one product: that is where speculative decoding's speed
 comes from (it holds for the float32 and int8/int4 270M). If not (bf16 products, here), the rows go
@@ -48,7 +48,7 @@ _active = False  # True inside one_row_at_a_time()
 @contextmanager
 def one_row_at_a_time():
     """Inside this block every row of a forward pass is computed as a one-token step computes it
-    (``run``, attention, mixtures of experts). Not thread-safe: one verifying pass at a time."""
+    (``row_product``, attention, mixtures of experts). Not thread-safe: one verifying pass at a time."""
     global _active
     previous, _active = _active, True
     try:
@@ -57,7 +57,7 @@ def one_row_at_a_time():
         _active = previous
 
 
-def active() -> bool:
+def one_row_active() -> bool:
     return _active
 
 
@@ -65,7 +65,7 @@ _verdicts = {}  # (layer key, rows, threads) -> does the product give each row w
 PROBE_OUTPUTS = 2 ** 16
 
 
-def run(product, x, d_in, key):
+def row_product(product, x, d_in, key):
     """``product`` ((M, d_in) rows -> (M, N)) on x (..., d_in) -> (..., N). Inside
     ``one_row_at_a_time()``, several rows go through one product only if that is exact for this
     ``key`` (anything that decides the kernel: kind, shape, dtype) at this row count; else one by one."""

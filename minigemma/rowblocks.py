@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import row_exact
+from .row_exact import row_product
 from .swap import swap_modules
 
 ROW_BLOCKS = 16  # blocks of rows a float32 weight is cut into: enough for 16 cores
@@ -36,9 +36,9 @@ FEW_ROWS = 64  # up to this many activation rows (decoding, speculative verifica
 
 def linear(x, weight):
     """x (..., d_in) @ weight (N, d_in)ᵀ -> (..., N); a few float32 rows run as a batched product over row blocks.
-    (In a verifying pass of speculative decoding, ``row_exact.run`` decides whether rows may go together.)"""
+    (In a verifying pass of speculative decoding, ``row_exact.row_product`` decides whether rows may go together.)"""
     key = ("rowblocks", *weight.shape, weight.dtype, x.dtype, weight.is_contiguous())
-    return row_exact.run(lambda rows: product(rows, weight), x, weight.shape[1], key)
+    return row_product(lambda rows: product(rows, weight), x, weight.shape[1], key)
 
 
 def product(x, weight):
