@@ -2,6 +2,7 @@
 
     python notebooks/build.py                 # every notebook in notebooks/src/
     python notebooks/build.py 01_tokenizer    # just one
+    python notebooks/build.py --prose 01_tokenizer   # only markdown changed: update it, run nothing
 
 A source is a plain Python file: ``# %% [markdown]`` starts a markdown cell (its lines begin with
 ``# ``), ``# %%`` starts a code cell. The built ``.ipynb`` beside this file is what learners open
@@ -51,7 +52,25 @@ def build(name: str):
     print(f"{name}: {len(nb.cells)} cells, ran in {time.time() - start:.0f} s")
 
 
+def update_prose(name: str):
+    """Copy the source's markdown into the built notebook, keeping the stored outputs. Refuses if
+    any code cell changed (or cells were added or removed): then the notebook must run again."""
+    built = nbformat.read(HERE / f"{name}.ipynb", as_version=4)
+    cells = parse((HERE / "src" / f"{name}.py").read_text(encoding="utf-8"))
+    kinds = lambda cs: [c.cell_type for c in cs]  # noqa: E731
+    if kinds(cells) != kinds(built.cells) or any(
+        new.source != old.source for new, old in zip(cells, built.cells) if new.cell_type == "code"
+    ):
+        sys.exit(f"{name}: code cells changed; run `python notebooks/build.py {name}`")
+    for new, old in zip(cells, built.cells):
+        old.source = new.source
+    nbformat.write(built, HERE / f"{name}.ipynb")
+    print(f"{name}: prose updated, outputs kept")
+
+
 if __name__ == "__main__":
-    names = sys.argv[1:] or sorted(p.stem for p in (HERE / "src").glob("*.py"))
+    args = sys.argv[1:]
+    prose_only = "--prose" in args
+    names = [a for a in args if a != "--prose"] or sorted(p.stem for p in (HERE / "src").glob("*.py"))
     for n in names:
-        build(n)
+        update_prose(n) if prose_only else build(n)
