@@ -2,6 +2,8 @@
 
 import math
 
+import torch
+
 from minigemma.rope import inv_frequencies
 
 
@@ -10,9 +12,22 @@ def slowest_turn(config, i):
     return 2 * math.pi / float(freqs[freqs > 0].min())  # frequency-0 pairs never turn: leave them out
 
 
-def turning_pairs(config):
-    rope = config.rope_parameters["full_attention"]
-    return int(rope.get("partial_rotary_factor", 1.0) * config.global_head_dim // 2)
+def interleaved_rope(x, inv_freq, positions):  # the notebook's helper: x (B, heads, T, d), pairs (2i, 2i + 1)
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, d/2)
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, heads, T, d/2) each
+    return torch.stack([x1 * angles.cos() - x2 * angles.sin(), x1 * angles.sin() + x2 * angles.cos()], dim=-1).flatten(-2)
+
+
+def to_rotate_half(w, n_heads, head_dim):
+    # new lane j < d/2 takes old lane 2j (the pair's first number), lane j + d/2 takes lane 2j + 1
+    order = torch.cat([torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)])  # (head_dim,)
+    return w.view(n_heads, head_dim, -1)[:, order].reshape(n_heads * head_dim, -1)  # each head on its own
+
+
+# Why it works: interleaved RoPE turns the pair (2i, 2i + 1) by position * f_i; after the reordering
+# those two numbers sit in lanes i and i + d/2, which apply_rope turns by the same angle. The keys get
+# the same reordering, and a dot product does not change when both vectors' lanes are permuted alike.
+# With p-RoPE nothing changes: the pairs with frequency 0 stand still in both layouts.
 
 
 # Exercise 3.3 (open), an answer: the slowest sliding pair turns 2*pi / 58,470 radians per token, so

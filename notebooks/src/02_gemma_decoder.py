@@ -54,6 +54,8 @@ cfg = model.config
 print(f"hidden {cfg.hidden_size}, {cfg.num_attention_heads} query heads, {cfg.num_key_value_heads} KV head, "
       f"head dim {cfg.head_dim}, MLP {cfg.intermediate_size}, window {cfg.sliding_window}")
 print("embed_tokens:", tuple(W["embed_tokens.weight"].shape), "  q_proj:", tuple(W["layers.0.self_attn.q_proj.weight"].shape))
+print(f"{cfg.num_attention_heads} query heads share {cfg.num_key_value_heads} key/value head: the keys and values are "
+      f"{cfg.num_attention_heads // cfg.num_key_value_heads}× smaller than with one per query head")
 
 # %%
 q_toy = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # (T=3, 2) what each token looks for
@@ -78,10 +80,17 @@ print("outputs\n", (weights_toy @ v_toy).round(decimals=2))
 # the keys and values, the part a generator has to remember (notebook 04), 4× smaller.
 #
 # **Why divide the scores by √d.** A dot product of two vectors of `d` random numbers of size ~1
-# has a spread of about √d. Left alone, scores of 256-number vectors would be in the tens and the
-# softmax would put all its weight on one key; dividing by √d keeps scores near 1 whatever the
-# head size ([Vaswani et al., 2017](https://arxiv.org/abs/1706.03762), §3.2.1).
-#
+# has a spread of about √d. Left alone, scores of 256-number vectors would spread by about 16 and
+# the softmax would put nearly all its weight on one key; dividing by √d keeps the spread near 1
+# whatever the head size ([Vaswani et al., 2017](https://arxiv.org/abs/1706.03762), §3.2.1).
+# Measured on 10,000 pairs of random 256-number vectors:
+
+# %%
+gen = torch.Generator().manual_seed(1)  # its own generator: the toy tensors below stay the same
+dots = (torch.randn(10_000, 256, generator=gen) * torch.randn(10_000, 256, generator=gen)).sum(-1)  # (10000,)
+print(f"spread (std) of the dot products: {dots.std():.1f} (√256 = 16); divided by √256: {(dots / 16).std():.2f}")
+
+# %% [markdown]
 # ### The Gemma layer: a "sandwich"
 # Most transformers normalise a branch's *input* only ("pre-norm"). Gemma (since
 # [Gemma 2](https://arxiv.org/abs/2408.00118)) also normalises its *output* before adding it back,
@@ -138,11 +147,15 @@ print("RMSNorm matches the package")
 # the queries and keys with a **clock**. Split a 256-number head into 128 pairs; treat each pair as
 # the hand of a clock (a 2-D arrow). At position `m`, turn every hand by `m` steps, where each pair
 # has its own step size: the first pairs are fast second hands, the last ones slow hour hands.
-# Here are three of the 128 hands of a sliding layer, drawn at positions 0 to 7:
+# Pair `i` of a `d`-number head turns `θ^(−2i/d)` radians per token (the formula comes below).
+# Here are three of the 128 hands of a sliding layer (`θ = 10,000`, `d = 256`), drawn at positions 0 to 7:
 
 # %%
-fig = viz.plot_rope_clock(torch.tensor([1.0, 1e4 ** (-32 / 128), 1e4 ** (-120 / 128)]), list(range(8)),
-                          ["pair 0: 1 radian per token", "pair 16: 0.10 rad/token", "pair 60: 0.0013 rad/token"])
+clock_pairs = torch.tensor([0, 16, 60])
+speeds = 1e4 ** (-2 * clock_pairs / 256)  # radians per token: θ^(-2i/d)
+for i, w in zip(clock_pairs.tolist(), speeds.tolist()):
+    print(f"pair {i:>2}: {w:.4f} rad/token, {7 * w:.3f} rad by position 7")
+fig = viz.plot_rope_clock(speeds, list(range(8)), [f"pair {i}: {w:.2g} rad/token" for i, w in zip(clock_pairs.tolist(), speeds.tolist())])
 plt.show()
 
 # %% [markdown]
@@ -229,6 +242,8 @@ plt.show()
 from minigemma.attention import attention_mask
 assert torch.equal(mask(600, 512), attention_mask(torch.arange(600), torch.arange(600), 512))
 print("mask matches the package")
+print(f"window {cfg.sliding_window}: a sliding layer sees its token and {cfg.sliding_window - 1} before it; layer types:",
+      "".join("G" if t == "full_attention" else "s" for t in cfg.layer_types))
 
 # %% [markdown]
 # ## 4. Attention with grouped queries and QK-norm
@@ -240,8 +255,9 @@ print("mask matches the package")
 # separately from the head size, because Gemma has not always used the head size there. For this
 # model both are 256, so the scale is the textbook `1/√head_dim`. Gemma 2 27B used heads of 128
 # but `query_pre_attn_scalar = 144` (its width 4608 ÷ 32 heads), as its
-# [report](https://arxiv.org/abs/2408.00118) describes; Gemma 4 sets the scale to 1 altogether,
-# because its query and key norms already fix the size of `q` and `k` (notebook 06).
+# [report](https://arxiv.org/abs/2408.00118) describes. Gemma 4 sets the scale to 1 altogether;
+# its query and key norms fix the size of `q` and `k`, but Gemma 3 has the same norms and still
+# divides by 16, so this is a design choice, not a consequence (notebook 06).
 
 # %%
 print(f"query_pre_attn_scalar = {cfg.query_pre_attn_scalar}, head_dim = {cfg.head_dim}: "
@@ -282,6 +298,8 @@ def mlp(x, i):
     gate = F.gelu(x @ W[p + "gate_proj.weight"].T, approximate="tanh")
     return (gate * (x @ W[p + "up_proj.weight"].T)) @ W[p + "down_proj.weight"].T
 
+print("gate_proj, up_proj:", tuple(W["layers.0.mlp.gate_proj.weight"].shape), " down_proj:", tuple(W["layers.0.mlp.down_proj.weight"].shape))
+
 # %% [markdown]
 # ## 6. The whole decoder
 # - embed: look up each id, multiply by `√640` (the stored rows are small, RMS about 0.04; the
@@ -298,6 +316,9 @@ def gemma_forward(ids):
         h = x + ln("post_attention_layernorm", attention(ln("input_layernorm", x), i, layer_type, positions))
         x = h + ln("post_feedforward_layernorm", mlp(ln("pre_feedforward_layernorm", h), i))
     return rms_norm(x, W["norm.weight"]) @ W["embed_tokens.weight"].T  # (B, T, vocab)
+
+print(f"stored embedding rows: RMS {W['embed_tokens.weight'].pow(2).mean().sqrt():.3f}; "
+      f"scale √{cfg.hidden_size} = {cfg.hidden_size ** 0.5:.1f}")
 
 # %% [markdown]
 # **Check against the package**, on a sentence and on 600 tokens (longer than the 512-token
