@@ -8,9 +8,10 @@ multiplied, so it can live in slow memory or on flash: that is the "E" (effectiv
 Two parts are mixed, then each layer consumes its slice after its MLP:
 
 1. ``token``: the table lookup, scaled by √256 = 16 (like the main embedding's √width);
-2. ``context``: a projection of the main embedding, scaled by width^-½, reshaped to
-   (layers, 256) and RMS-normed;
-   ``per_layer_input = (token + context) · 2^-½``.
+2. ``projection``: a projection of the main (input) embedding, scaled by width^-½, reshaped to
+   (layers, 256) and RMS-normed. transformers calls it the "context" part, but it reads the
+   input embedding, not a hidden state: for text it depends on the token id alone;
+   ``per_layer_input = (token + projection) · 2^-½``.
 3. In layer ``l``: ``y + norm(W_proj(gelu(W_gate y) ⊙ p_l))`` -- a tiny gated MLP whose gate is
    the layer's hidden state and whose input is the token's slice.
 
@@ -26,11 +27,11 @@ from .mlp import gelu
 def per_layer_inputs(input_ids, inputs_embeds, table, projection, norm, num_layers: int, ple_dim: int):
     """ids: (B, T), embeds: (B, T, D) -> per-layer inputs (B, T, layers, ple_dim)."""
     B, T, D = inputs_embeds.shape
-    context = projection(inputs_embeds) * D ** -0.5  # (B, T, layers * ple_dim)
-    context = norm(context.view(B, T, num_layers, ple_dim))  # (B, T, L, P): normed per layer
+    projected = projection(inputs_embeds) * D ** -0.5  # (B, T, layers * ple_dim)
+    projected = norm(projected.view(B, T, num_layers, ple_dim))  # (B, T, L, P): normed per layer
     scale = torch.tensor(ple_dim ** 0.5, dtype=inputs_embeds.dtype)  # rounded in the weight dtype
     token = (table(input_ids) * scale).view(B, T, num_layers, ple_dim)  # (B, T, L, P)
-    return (context + token) * 2 ** -0.5
+    return (projected + token) * 2 ** -0.5
 
 
 def per_layer_branch(y, p, gate, projection, norm):

@@ -64,13 +64,19 @@ def check_exercise_1_1(fn, tokenizer):
 
 
 def check_exercise_1_2(fn, tokenizer):
-    """fn(tokenizer, text) -> number of tokens per character (a float), without <bos>."""
-    for text in ["hello world", "東京は日本の首都です", "🎉🎉🎉"]:
-        got = _attempt("1.2", fn, tokenizer, text)
+    """fn(text, specials) -> [(chunk, id or None), ...]: special pieces cut out, leftmost and longest first."""
+    texts = ["<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n", "\n\n\n\n\nend",
+             "a" + " " * 45 + "b", "<start_of_tur<start_of_image>", "<<bos>>", "", "plain words only",
+             "<table><tr><td>1</td></tr></table>", "\t\tindent\n\t\t\tmore", "<end_of_turn><end_of_turn>x"]
+    for text in texts:
+        got = _attempt("1.2", fn, text, dict(tokenizer.special))
         if got is None:
             return
-        want = len(tokenizer.encode(text)) / len(text)
-        assert abs(float(got) - want) < 1e-9, f"{text!r}: expected {want:.3f}, got {got}"
+        got = [(chunk, None if i is None else int(i)) for chunk, i in got]
+        assert "".join(chunk for chunk, _ in got) == text, f"{text!r}: your chunks {got} do not join back to the text"
+        want = list(tokenizer._split_special(text))
+        assert got == want, (f"{text!r}: expected {want}, got {got} (at each position take the longest special "
+                             "piece that starts there; a stretch of ordinary text is one chunk)")
     _ok("1.2")
 
 
@@ -171,15 +177,32 @@ def check_exercise_3_1(fn):
     _ok("3.1")
 
 
-def check_exercise_3_2(fn):
-    """fn(config) -> number of turning pairs on global layers."""
-    for name, config in minigemma.PRESETS.items():
-        got = _attempt("3.2", fn, config)
-        if got is None:
+def check_exercise_3_2(fn, interleaved_rope):
+    """fn(w, n_heads, head_dim) -> w with its output rows reordered from the interleaved RoPE layout
+    (pairs (2i, 2i + 1)) to Gemma's rotate-half layout (pairs (i, i + d/2)); same scores after RoPE."""
+    from minigemma.rope import apply_rope, cos_sin, inv_frequencies
+
+    gen = torch.Generator().manual_seed(3)
+    cases = [(1, 8, {"rope_theta": 1e4}), (3, 16, {"rope_theta": 1e4}), (2, 32, {"rope_type": "proportional",
+             "partial_rotary_factor": 0.25, "rope_theta": 1e6}), (4, 64, {"rope_theta": 100.0})]
+    for H, hd, rope in cases:
+        width, T = 12, 6
+        x = torch.randn(1, T, width, generator=gen)
+        wq, wk = torch.randn(H * hd, width, generator=gen), torch.randn(H * hd, width, generator=gen)
+        f, pos = inv_frequencies(hd, rope), torch.arange(T) * 7
+        heads = lambda w: (x @ w.T).view(1, T, H, hd).transpose(1, 2)  # (1, H, T, hd)
+        want = interleaved_rope(heads(wq), f, pos) @ interleaved_rope(heads(wk), f, pos).transpose(-1, -2)
+        new_q = _attempt("3.2", fn, wq.clone(), H, hd)
+        if new_q is None:
             return
-        rope = config.rope_parameters["full_attention"]
-        want = int(rope["partial_rotary_factor"] * config.global_head_dim // 2)
-        assert int(got) == want, f"{name}: expected {want}, got {got}"
+        new_k = fn(wk.clone(), H, hd)
+        assert tuple(new_q.shape) == tuple(wq.shape), f"expected a weight of shape {tuple(wq.shape)}, got {tuple(new_q.shape)}"
+        cos, sin = cos_sin(f, pos)
+        got = apply_rope(heads(new_q), cos, sin) @ apply_rope(heads(new_k), cos, sin).transpose(-1, -2)
+        err = (got - want).abs().max().item()
+        assert err < 1e-3 * want.abs().max().item(), (
+            f"n_heads={H}, head_dim={hd}: scores differ by up to {err:.3g} (apply_rope turns lane j with lane j + d/2; "
+            "each head is reordered on its own)")
     _ok("3.2")
 
 
@@ -342,6 +365,29 @@ def check_exercise_6b_2(fn):
     _ok("6b.2")
 
 
+def check_exercise_6b_3(fn):
+    """fn(ids, logprobs, vocab_size) -> (N, V) logits that fool the k-piece shortcut loss."""
+    gen = torch.Generator().manual_seed(63)
+    for N, V, k in [(3, 40, 4), (16, 1000, 32)]:
+        ids = torch.stack([torch.randperm(V, generator=gen)[:k] for _ in range(N)])  # (N, k)
+        logprobs = (torch.randn(N, V, generator=gen) * 2).log_softmax(-1).gather(-1, ids)
+        logits = _attempt("6b.3", fn, ids.clone(), logprobs.clone(), V)
+        if logits is None:
+            return
+        logits = torch.as_tensor(logits, dtype=torch.float32)
+        assert tuple(logits.shape) == (N, V), f"expected logits of shape {(N, V)}, got {tuple(logits.shape)}"
+        q = logprobs.softmax(-1)
+        shortcut = (q * (q.log() - logits.gather(-1, ids).log_softmax(-1))).sum(-1)  # softmax over the k only
+        assert shortcut.max() < 1e-4, (f"V={V}: the shortcut loss is {shortcut.max():.4f}, not 0: on the k pieces "
+                                       "alone, the student must agree with the teacher")
+        mass = logits.softmax(-1).gather(-1, ids).sum(-1)  # the student's real probability of the k pieces
+        assert mass.max() < 0.01, (f"V={V}: the student still gives the teacher's pieces {mass.max():.1%} of its "
+                                   "probability; the aim is under 1 %")
+        print(f"V={V}: shortcut loss {shortcut.max():.5f}; the real sparse KL "
+              f"{float((q * (q.log() - logits.log_softmax(-1).gather(-1, ids))).sum(-1).mean()):.2f} nats")
+    _ok("6b.3")
+
+
 # --- 07_mixture_of_experts -------------------------------------------------------------------
 
 
@@ -500,8 +546,9 @@ def check_exercise_10_1(fn):
         return
     want = [audio_token_count(frame_count(n)) for n in lengths]
     for n, g, w in zip(lengths, got, want):
-        assert int(g) == w, (f"{n} samples: expected {w} tokens, got {g} (frames = (n + 160 - 321) // 160 + 1, "
-                             "then ceil(/2) twice)")
+        assert int(g) == w, (f"{n} samples: expected {w} tokens, got {g} (count the frames first: section 2 says "
+                             "how long a window is and where the first one starts; then section 5: what does a "
+                             "stride-2 convolution with padding 1 keep of an odd number of steps?)")
     _ok("10.1")
 
 
@@ -565,15 +612,43 @@ def check_exercise_11_1(fn):
     _ok("11.1")
 
 
+def _choice_mask(written, pieces, choices, tokens_left):
+    """The checker's own answer: the piece leads to a choice whose rest fits in the tokens left after it."""
+    return [any(c.startswith(written + p) and len(c) - len(written + p) <= tokens_left - 1 for c in choices)
+            for p in pieces]
+
+
+def _choice_cases():
+    """Named cases (each catches one mistake), then random vocabularies, choices and budgets."""
+    yield "a piece that runs past every choice", ("ye", ["s", "sno", "sy", "es"], ["yes", "no"], 5)
+    yield "a piece that completes one choice but only starts another", ("no", ["ne", "n", "t"], ["no", "none", "not"], 2)
+    yield "a budget that binds", ("", ["c", "cel", "celsius", "f", "fahrenheit"], ["celsius", "fahrenheit"], 1)
+    yield "a budget that leaves exactly enough", ("fahr", ["e", "en", "enheit"], ["fahrenheit"], 5)
+    import random
+
+    rng = random.Random(1102)
+    words = ["red", "green", "blue", "gre", "bluest", "mauve", "ma", "yes", "no", "none", "nonetheless", "celsius"]
+    for _ in range(300):
+        choices = rng.sample(words, rng.randint(1, 4))
+        target = rng.choice(choices)
+        written = target[:rng.randint(0, len(target) - 1)]
+        pieces = sorted({w[i:j] for w in choices + words[:3] for i in range(len(w)) for j in range(i + 1, len(w) + 1)
+                         if rng.random() < 0.08} | {target[len(written):]})
+        yield "random", (written, pieces, choices, rng.randint(1, 6))
+
+
 def check_exercise_11_2(fn):
-    """fn(probs, min_p) -> bool mask of the tokens min-p sampling keeps."""
-    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
-    for min_p, want in ((0.5, [True, True, False, False]), (0.2, [True, True, True, False]), (1.0, [True, False, False, False])):
-        got = _attempt("11.2", fn, probs, min_p)
+    """fn(written, pieces, choices, tokens_left) -> one bool per piece: the mask of a 'one of these strings' decoder."""
+    for name, (written, pieces, choices, left) in _choice_cases():
+        got = _attempt("11.2", fn, written, list(pieces), list(choices), left)
         if got is None:
             return
         got = [bool(x) for x in got]
-        assert got == want, f"min_p={min_p}: expected {want}, got {got} (keep p >= min_p * max p)"
+        want = _choice_mask(written, pieces, choices, left)
+        assert len(got) == len(pieces), f"expected one bool per piece ({len(pieces)}), got {len(got)}"
+        wrong = [(p, w) for p, g, w in zip(pieces, got, want) if g != w]
+        assert not wrong, (f"{name}: written={written!r}, choices={choices}, tokens_left={left}: piece {wrong[0][0]!r} "
+                           f"should be {'allowed' if wrong[0][1] else 'forbidden'} ({len(wrong)} of {len(pieces)} pieces wrong)")
     _ok("11.2")
 
 
@@ -597,12 +672,37 @@ def check_exercise_12_1(fn):
     _ok("12.1")
 
 
+def _q4_0(w):
+    """llama.cpp's quantize_row_q4_0 (scale kept in float32), dequantised: (N, d_in) -> (N, d_in)."""
+    b = w.detach().float().reshape(-1, 32)
+    signed_max = b.gather(1, b.abs().argmax(1, keepdim=True))  # (blocks, 1): largest magnitude, with its sign
+    d = signed_max / -8
+    q = torch.floor(b / d + 8.5).clamp(0, 15)  # ggml: (int8_t)(x * id + 8.5), at most 15
+    return ((q - 8) * d).reshape(w.shape)
+
+
 def check_exercise_12_2(fn):
-    """fn(weight_bytes, bandwidth) -> tokens/s limit."""
-    got = _attempt("12.2", fn, 536e6, 20e9)
+    """fn(w (N, d_in)) -> Q4_0 values of w, with a straight-through gradient."""
+    gen = torch.Generator().manual_seed(1222)
+    w = torch.randn(24, 96, generator=gen) * torch.rand(24, 1, generator=gen) * 0.1
+    w[0, 5], w[1, 40] = 0.9, -0.9  # one block led by a positive weight, one by a negative one
+    w.requires_grad_(True)
+    got = _attempt("12.2", fn, w)
     if got is None:
         return
-    assert abs(float(got) - 20e9 / 536e6) < 1e-6, f"expected {20e9 / 536e6:.2f} tokens/s, got {got}"
+    assert got.shape == w.shape, f"expected shape {tuple(w.shape)}, got {tuple(got.shape)}"
+    want = _q4_0(w)
+    lead = w.detach().reshape(-1, 32).abs().argmax(1)
+    assert torch.equal(got.detach().reshape(-1, 32).gather(1, lead[:, None]), w.detach().reshape(-1, 32).gather(1, lead[:, None])), \
+        "each block's largest-magnitude weight should come out exactly (it is code 0: d = that weight / -8)"
+    step = (want.reshape(-1, 32) - want.reshape(-1, 32).roll(1, 1)).abs().amax(1, keepdim=True)  # >= |d|
+    off = (got.detach() - want).abs().reshape(-1, 32) > 1e-6 * step
+    assert off.float().mean() < 0.01 and not torch.any((got.detach() - want).abs().reshape(-1, 32) > 1.01 * step), \
+        "values differ from Q4_0: blocks of 32 along each row, codes 0..15 meaning d·(q − 8), rounded to nearest"
+    upstream = torch.randn(w.shape, generator=gen)
+    grad = torch.autograd.grad(got, w, upstream, allow_unused=True)[0] if got.requires_grad else None
+    assert grad is not None and torch.allclose(grad, upstream), \
+        "the gradient should pass straight through: d(output)/dw = 1 (round has no useful gradient of its own)"
     _ok("12.2")
 
 
@@ -610,15 +710,22 @@ def check_exercise_12_2(fn):
 
 
 def check_exercise_13_1(fn):
-    """fn(alpha, k) -> expected tokens per target pass when each draft is accepted with probability alpha."""
-    cases = [(0.0, 4), (0.5, 1), (0.8, 4), (0.9, 8), (1.0, 3), (0.3, 0)]
-    for alpha, k in cases:
-        got = _attempt("13.1", fn, alpha, k)
+    """fn(alphas) -> expected tokens per target pass; alphas[i]: chance that draft i + 1 is accepted
+    when drafts 1..i were."""
+    gen = torch.Generator().manual_seed(131)
+    cases = [[], [0.0, 0.9, 0.9], [0.5], [0.8] * 4, [1.0] * 3, [0.9, 0.8, 0.6, 0.4], [1.0, 1.0, 0.0, 1.0]]
+    cases += [torch.rand(int(torch.randint(1, 9, (1,), generator=gen)), generator=gen).tolist() for _ in range(5)]
+    for alphas in cases:
+        got = _attempt("13.1", fn, list(alphas))
         if got is None:
             return
-        want = k + 1.0 if alpha == 1 else (1 - alpha ** (k + 1)) / (1 - alpha)  # 1 + α + ... + α^k
-        assert abs(float(got) - want) < 1e-9, (f"alpha={alpha}, k={k}: expected {want:.6f}, got {got} "
-                                               "(the sum 1 + α + α² + ... + α^k; mind α = 1)")
+        want, reach = 1.0, 1.0  # the target's own token always comes; draft i counts if 1..i were all kept
+        for a in alphas:
+            reach *= a
+            want += reach
+        assert abs(float(got) - want) < 1e-9, (f"alphas={[round(a, 3) for a in alphas]}: expected {want:.6f}, got "
+                                               f"{got} (when does draft i count? only if every draft before it "
+                                               "was kept too; and the target's own token always comes)")
     _ok("13.1")
 
 

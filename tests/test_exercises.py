@@ -54,11 +54,16 @@ def test_tokenizer_exercises(gemma, capsys):
     tok = gemma[1]
     s = solutions("01_tokenizer")
     checks.check_exercise_1_1(s.decode_with_bytes, tok)
-    checks.check_exercise_1_2(s.tokens_per_character, tok)
+    checks.check_exercise_1_2(s.split_special, tok)
     checks.check_exercise_1_3(s.apply_merges)
     assert capsys.readouterr().out.count("correct!") == 3
     with pytest.raises(AssertionError, match="expected"):
         checks.check_exercise_1_1(lambda t, ids: "".join(t.id_to_piece(i) for i in ids), tok)
+    with pytest.raises(AssertionError, match="longest special piece"):  # no newline runs: 5 newlines -> 5 x '\n'
+        checks.check_exercise_1_2(lambda text, sp: s.split_special(text, {p: i for p, i in sp.items() if len(p) < 2}
+                                                                   | {p: i for p, i in sp.items() if "\n" not in p}), tok)
+    with pytest.raises(AssertionError, match="do not join back"):  # special pieces dropped
+        checks.check_exercise_1_2(lambda text, sp: [(c, i) for c, i in s.split_special(text, sp) if i is None], tok)
     with pytest.raises(AssertionError, match="earliest learned merge"):  # the last learned merge first
         checks.check_exercise_1_3(lambda word, merges: checks._apply_merges_reference(word, merges[::-1]))
 
@@ -79,7 +84,7 @@ def test_gemma4_exercises(capsys):
     s3, s4 = solutions("03_rope_and_p_rope"), solutions("04_hybrid_attention_and_kv_cache")
     s5, s6 = solutions("05_per_layer_embeddings"), solutions("06_gemma4_text_model")
     checks.check_exercise_3_1(s3.slowest_turn)
-    checks.check_exercise_3_2(s3.turning_pairs)
+    checks.check_exercise_3_2(s3.to_rotate_half, s3.interleaved_rope)
     checks.check_exercise_4_1(s4.decode_attention)
     checks.check_exercise_4_2(s4.kv_bytes_per_token)
     checks.check_exercise_5_1(s5.ple_end_to_end)
@@ -90,6 +95,10 @@ def test_gemma4_exercises(capsys):
     with pytest.raises(AssertionError, match="full_attention"):  # a full RoPE's slowest pair on global layers
         checks.check_exercise_3_1(lambda c, i: 2 * math.pi * c.rope_parameters[c.layer_types[i]]["rope_theta"]
                                   ** ((c.head_dim_of(i) - 2) / c.head_dim_of(i)))
+    with pytest.raises(AssertionError, match="n_heads=3, head_dim=16"):  # one head's reordering applied to all rows at once
+        checks.check_exercise_3_2(lambda w, H, hd: s3.to_rotate_half(w, 1, H * hd), s3.interleaved_rope)
+    with pytest.raises(AssertionError, match="n_heads=1, head_dim=8"):  # no conversion
+        checks.check_exercise_3_2(lambda w, H, hd: w, s3.interleaved_rope)
     with pytest.raises(AssertionError, match="sliding_attention"):  # forgets the window
         checks.check_exercise_4_1(lambda attn, x, t, pk, pv, rope: s4.decode_attention(_no_window(attn), x, t, pk, pv, rope))
     with pytest.raises(AssertionError, match="bytes per token"):
@@ -110,11 +119,16 @@ def test_training_exercises(capsys):
     s = solutions("06b_training_a_tiny_gemma")
     checks.check_exercise_6b_1(s.logits_gradient)
     checks.check_exercise_6b_2(s.best_context_free_loss)
-    assert capsys.readouterr().out.count("correct!") == 2
+    checks.check_exercise_6b_3(s.fool_the_shortcut)
+    assert capsys.readouterr().out.count("correct!") == 3
     with pytest.raises(AssertionError, match="divided by N"):
         checks.check_exercise_6b_1(lambda z, t: z.softmax(-1) - torch.nn.functional.one_hot(t, z.shape[1]))
     with pytest.raises(AssertionError, match="token's frequency"):
         checks.check_exercise_6b_2(lambda ids, V: torch.log(torch.tensor(float(V))))
+    with pytest.raises(AssertionError, match="must agree with the teacher"):  # mass away, shape of q lost
+        checks.check_exercise_6b_3(lambda ids, lp, V: torch.zeros(len(ids), V).scatter(-1, ids, -20.0))
+    with pytest.raises(AssertionError, match="aim is under 1 %"):  # the honest student: matches the teacher
+        checks.check_exercise_6b_3(lambda ids, lp, V: torch.full((len(ids), V), -30.0).scatter(-1, ids, lp))
 
 
 def test_moe_exercises(capsys):
@@ -171,7 +185,7 @@ def test_audio_exercises(capsys):
     checks.check_exercise_10_1(stub)
     out = capsys.readouterr().out
     assert out.count("correct!") == 3 and "not attempted yet" in out
-    with pytest.raises(AssertionError, match="ceil"):
+    with pytest.raises(AssertionError, match="count the frames first"):
         checks.check_exercise_10_1(lambda n: n // 640)
     with pytest.raises(AssertionError, match="Hann window"):
         checks.check_exercise_10_2(lambda f: np.log(np.abs(np.fft.rfft(f, n=512)) @ s10.MEL_BANK + 1e-3))
@@ -182,12 +196,20 @@ def test_audio_exercises(capsys):
 def test_chat_exercises(capsys):
     s11 = solutions("11_chat_thinking_tools")
     checks.check_exercise_11_1(s11.gemma_value)
-    checks.check_exercise_11_2(s11.min_p_keep)
+    checks.check_exercise_11_2(s11.choice_mask)
     assert capsys.readouterr().out.count("correct!") == 2
     with pytest.raises(AssertionError, match="expected '3', got '3.0'"):
         checks.check_exercise_11_1(lambda v: s11.gemma_value(v) if v != 3.0 or v is True or isinstance(v, int) else "3.0")
-    with pytest.raises(AssertionError, match="keep p >= min_p"):
-        checks.check_exercise_11_2(lambda p, m: p > m)
+    first_char_only = lambda w, ps, cs, n: [any(c.startswith(w + p[:1]) for c in cs) for p in ps]  # noqa: E731
+    with pytest.raises(AssertionError, match="runs past every choice: .* piece 'sno' should be forbidden"):
+        checks.check_exercise_11_2(first_char_only)
+    no_budget = lambda w, ps, cs, n: s11.choice_mask(w, ps, cs, 10**6)  # noqa: E731
+    with pytest.raises(AssertionError, match="budget that binds: .* piece 'c' should be forbidden"):
+        checks.check_exercise_11_2(no_budget)
+    off_by_one = lambda w, ps, cs, n: s11.choice_mask(w, ps, cs, n + 1)  # noqa: E731
+    with pytest.raises(AssertionError, match="should be forbidden"):
+        checks.check_exercise_11_2(off_by_one)
+    checks.check_exercise_11_2(stub)
     checks.check_exercise_11_1(stub)
     assert "not attempted" in capsys.readouterr().out
 
@@ -199,8 +221,11 @@ def test_speculative_decoding_exercises(capsys):
     assert capsys.readouterr().out.count("correct!") == 2
     checks.check_exercise_13_1(stub)
     assert "not attempted yet" in capsys.readouterr().out
-    with pytest.raises(AssertionError, match="mind α = 1"):
-        checks.check_exercise_13_1(lambda a, k: (1 - a ** (k + 1)) / (1 - a) if a != 1 else 0.0)
+    with pytest.raises(AssertionError, match="every draft before it"):  # each draft counted on its own
+        checks.check_exercise_13_1(lambda alphas: 1 + sum(alphas))
+    with pytest.raises(AssertionError, match="expected"):  # section 2's closed form, with the mean α
+        checks.check_exercise_13_1(lambda alphas: s13.expected_tokens([sum(alphas) / len(alphas)] * len(alphas))
+                                   if alphas else 1.0)
     with pytest.raises(AssertionError, match=r"expected \(accepted, next\)"):
         checks.check_exercise_13_2(lambda choices, drafts: (len(drafts), choices[-1]))
 
@@ -208,14 +233,33 @@ def test_speculative_decoding_exercises(capsys):
 def test_quantisation_exercises(capsys):
     s12 = solutions("12_quantisation_and_speed")
     checks.check_exercise_12_1(s12.int8_per_row)
-    checks.check_exercise_12_2(s12.decode_step_limit)
+    checks.check_exercise_12_2(s12.fake_q4_0)
     assert capsys.readouterr().out.count("correct!") == 2
     checks.check_exercise_12_1(stub)
-    assert "not attempted" in capsys.readouterr().out
+    checks.check_exercise_12_2(stub)
+    assert capsys.readouterr().out.count("not attempted") == 2
     with pytest.raises(AssertionError, match="scales differ"):
         checks.check_exercise_12_1(lambda w: (torch.zeros_like(w, dtype=torch.int8), w.abs().amax(1) / 255))
-    with pytest.raises(AssertionError, match="expected 37.31 tokens/s"):
-        checks.check_exercise_12_2(lambda b, bw: b / bw)
+
+    def symmetric(w):  # d = max|w| / 8 ignoring the sign: a positive-led block loses its largest weight
+        b = w.reshape(-1, 32)
+        d = b.abs().amax(1, keepdim=True).detach() / 8
+        return w + ((torch.round(b.detach() / d).clamp(-8, 7) * d).reshape(w.shape) - w).detach()
+
+    with pytest.raises(AssertionError, match="largest-magnitude weight"):
+        checks.check_exercise_12_2(symmetric)
+    with pytest.raises(AssertionError, match="straight through"):
+        checks.check_exercise_12_2(lambda w: s12.fake_q4_0(w).detach())
+    with pytest.raises(AssertionError, match="largest-magnitude"):  # blocks down the columns, not along rows
+        checks.check_exercise_12_2(lambda w: s12.fake_q4_0(w.T.contiguous()).T)
+
+    def truncated(w):  # codes rounded down instead of to the nearest value
+        b = w.reshape(-1, 32)
+        d = b.gather(1, b.abs().argmax(1, keepdim=True)).detach() / -8
+        return w + ((((b.detach() / d + 8).floor().clamp(0, 15) - 8) * d).reshape(w.shape) - w).detach()
+
+    with pytest.raises(AssertionError, match="rounded to nearest"):
+        checks.check_exercise_12_2(truncated)
 
 
 def test_fine_tuning_exercises(capsys):

@@ -21,7 +21,7 @@
 # | | Gemma 3 | Gemma 4 |
 # |---|---|---|
 # | norm scale | `1 + w` | `w` |
-# | attention scale | `query_pre_attn_scalar^-½` | 1 (QK-norm does it) |
+# | attention scale | `query_pre_attn_scalar^-½` (1/16) | 1 (the q/k norm weights can hold any constant) |
 # | values | raw projection | RMS-normed, no weight (`v_norm`) |
 # | global layers | same as sliding, RoPE base 1e6 | head dim 512, p-RoPE 25 %, own KV-head count, keys as values (26B/31B) |
 # | last layers | — | KV-shared (E2B 20, E4B 18), double-wide MLP on E2B (from Gemma 3n) |
@@ -139,10 +139,24 @@ print("global-layer frequencies match the package:", (freqs(configs["e-style"], 
 # attention output is a weighted average of values, so it can now never be larger than a value:
 # its size no longer depends on what the projections happened to learn.
 #
-# **Scale 1.** Notebook 02 divided scores by √256 to keep them from growing with the head size.
-# With QK-norm, `q` and `k` have a size fixed by their norm weights, and those learned weights can
-# absorb any constant factor: dividing by 16 is the same as shrinking `q_norm`'s weight 16-fold.
-# So Gemma 4 drops the constant (`scaling = 1`). Both claims, checked:
+# **Scale 1.** Notebook 02 divided Gemma 3's scores by √256 = 16 (its `query_pre_attn_scalar` is
+# 256, [config](https://huggingface.co/google/gemma-3-270m/blob/main/config.json)). Gemma 4 multiplies
+# them by 1 (`self.scaling = 1.0` in transformers'
+# [`modeling_gemma4.py`](https://github.com/huggingface/transformers/blob/main/src/transformers/models/gemma4/modeling_gemma4.py)).
+# QK-norm is not *why*: Gemma 3 already normed queries and keys and still kept the 1/16
+# ([`modeling_gemma3.py`](https://github.com/huggingface/transformers/blob/main/src/transformers/models/gemma3/modeling_gemma3.py)
+# scales by `query_pre_attn_scalar^-½`). Gemma 4 took scale 1, like the value norm, from Gemma 3n
+# (`self.scaling = 1.0` and a weightless `v_norm` in transformers'
+# [`modeling_gemma3n.py`](https://github.com/huggingface/transformers/blob/main/src/transformers/models/gemma3n/modeling_gemma3n.py)),
+# and Google has not published a reason for the change. What
+# QK-norm does is make the constant **redundant**, a rationale rather than a cause: after the norm,
+# the size of `q` and `k` is set by the learned `q_norm`/`k_norm` weights, and a weight can absorb
+# any constant factor — dividing by 16 is the same as shrinking `q_norm`'s weight 16-fold. The paper
+# that introduced QK-norm ([Henry et al., 2020](https://arxiv.org/abs/2010.04245)) made the same
+# move: normalise `q` and `k`, then replace 1/√d by a learned scale. Dropping the constant changes
+# where training starts (with norm weights at 1, scores of random unit-RMS vectors spread with a
+# standard deviation near √256 = 16 instead of 1), not what the trained model can compute. Both
+# claims, checked:
 
 # %%
 v_demo = rms(torch.randn(1, 1, 5, 16) * 7)  # (B, K, T, hd): values of any size, normed without weight
@@ -152,6 +166,8 @@ q_demo, k_demo, wq = torch.randn(5, 16), torch.randn(5, 16), torch.rand(16) + 0.
 torch.testing.assert_close(rms(q_demo, wq) @ rms(k_demo).T / 16, rms(q_demo, wq / 16) @ rms(k_demo).T)
 print(f"value RMS {v_demo.pow(2).mean(-1).sqrt().mean():.3f}; output norm <= value norm; "
       "a 1/16 scale == a q_norm weight 16× smaller")
+spread = (rms(torch.randn(4000, 256)) * rms(torch.randn(4000, 256))).sum(-1).std()  # q·k, head dim 256
+print(f"std of q·k for random unit-RMS q, k of dim 256: {spread:.1f} at scale 1, {spread / 16:.2f} at 1/16")
 
 # %% [markdown]
 # ### 2.4 Keys as values (26B and 31B, global layers)
@@ -268,6 +284,66 @@ def layer(W, c, i, x, pos, kv_store, ple):
 print("layer scalars of the e-style model:", [round(We[f"layers.{i}.layer_scalar"].item(), 2) for i in range(7)])
 
 # %% [markdown]
+# **The whole layer in one picture.** Everything of sections 2.1–2.7 meets in `layer`: the residual
+# stream runs down the left; attention, the MLP and (on E2B/E4B) the PLE branch each read it, pass
+# through their own norms, and add their output back; `layer_scalar` multiplies the sum. The
+# attention box lists what differs between sliding and global layers and on KV-shared layers.
+
+# %%
+from matplotlib.patches import FancyBboxPatch
+C_NORM, C_BRANCH, C_PLE, C_STREAM = "#dbe9f6", "#fde0c5", "#e2f0d9", "#eeeeee"
+ATTENTION = ("attention\nq = RoPE(q_norm(W_q x))      k = RoPE(k_norm(W_k x))\n"
+             "v = v_norm(W_v x)   (no weight; 26B/31B global: v from W_k x)\nsoftmax(q·kᵀ × 1 + mask) · v  →  W_o\n"
+             "sliding: window 512/1024, RoPE θ = 10⁴ on all pairs\n"
+             "global: causal, p-RoPE θ = 10⁶ on 25 % of pairs, head dim 512\n"
+             "KV-shared layers (E2B/E4B): k, v read from a donor layer")
+MLP_TEXT = ("MLP: W_down( gelu_tanh(W_gate x) ⊙ W_up x )\nE2B's KV-shared layers: twice as wide\n"
+            "26B-A4B: + 128 experts (notebook 07)")
+PLE_TEXT = "gelu_tanh(per_layer_input_gate x) ⊙ p_l\n(p_l: this layer's per-layer input, notebook 05)"
+
+def box(ax, x, y, w, h, text, fc, size=8, align="center"):
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.06", fc=fc, ec="#444"))
+    ax.text(x - w / 2 + 0.15 if align == "left" else x, y, text, ha=align, va="center", fontsize=size)
+
+def arrow(ax, *points):  # a polyline from the first point, with an arrow head at the last
+    ax.plot(*zip(*points), color="#333", lw=1.1)
+    ax.annotate("", xy=points[-1], xytext=points[-2], arrowprops=dict(arrowstyle="-|>", color="#333", lw=1.1))
+
+# %%
+fig, ax = plt.subplots(figsize=(12, 7))
+box(ax, 0, 11, 2.8, 0.6, "x: residual stream (B, T, D)", C_STREAM)
+box(ax, 0, 0.3, 2.8, 0.6, "× layer_scalar → next layer", C_STREAM)
+box(ax, 2.4, 8.7, 2.2, 0.6, "input_layernorm", C_NORM); box(ax, 2.4, 5.4, 2.9, 0.6, "pre_feedforward_layernorm", C_NORM)
+for y, name in ((8.7, "post_attention_layernorm"), (5.4, "post_feedforward_layernorm"), (2.6, "post_per_layer_input_norm")):
+    box(ax, 11.0, y, 2.9, 0.6, name, C_NORM)
+box(ax, 6.5, 8.7, 5.3, 2.3, ATTENTION, C_BRANCH, size=7.5, align="left")
+box(ax, 6.5, 5.4, 4.6, 1.0, MLP_TEXT, C_BRANCH, size=7.5)
+box(ax, 3.4, 2.6, 4.2, 0.9, PLE_TEXT, C_PLE, size=7.5); box(ax, 7.0, 2.6, 2.3, 0.6, "per_layer_projection", C_PLE)
+for y_in, y_plus, left in ((8.7, 7.1, 1.3), (5.4, 4.1, 0.95), (2.6, 1.4, 1.3)):
+    box(ax, 0, y_plus, 0.5, 0.5, "+", C_STREAM, size=11)
+    arrow(ax, (0, y_in), (left, y_in))  # the stream feeds the branch
+    arrow(ax, (11.0, y_in - 0.3), (11.0, y_plus), (0.25, y_plus))  # the branch's output is added
+for y0, y1 in ((10.7, 7.35), (6.85, 4.35), (3.85, 1.65), (1.15, 0.6)):
+    arrow(ax, (0, y0), (0, y1))
+for x0, x1, y in ((3.5, 3.85, 8.7), (9.15, 9.55, 8.7), (3.85, 4.2, 5.4), (8.8, 9.55, 5.4), (5.5, 5.85, 2.6),
+                  (8.15, 9.55, 2.6)):
+    arrow(ax, (x0, y), (x1, y))
+ax.set_xlim(-1.6, 12.6); ax.set_ylim(-0.2, 11.5); ax.axis("off")
+ax.set_title("one Gemma 4 decoder layer: blue = RMSNorms (scale w), orange = the two branches, green = PLE (E2B/E4B)")
+plt.show()
+
+# %% [markdown]
+# **Reading the picture, top to bottom.** Each branch reads a *normed copy* of the stream
+# (`input_layernorm`, `pre_feedforward_layernorm`) and hands back a *normed result* (the `post_…`
+# norms): the sandwich of Gemma 2, so that no branch can write a vector of arbitrary size into the
+# stream. The stream itself is never normed inside a layer; only `layer_scalar` rescales it at the
+# end, and the final norm before the head (section 2.9) brings it back to size. Three things change
+# from one layer to the next while the code stays the same: the attention type (sliding or global:
+# window, RoPE base, how many pairs rotate, head dim, KV heads), whether keys and values are
+# computed or borrowed (KV sharing), and the MLP width (double-wide on E2B's KV-shared layers).
+# Everything that separates E2B from 31B is a config value choosing among these, plus the PLE
+# branch, which only E2B and E4B have.
+#
 # ### 2.8 The final soft-cap
 # Nothing stops a trained model's logits from growing large, and very large logits make a
 # softmax overconfident and its gradients unstable. Gemma 2 introduced **logit soft-capping**:
@@ -343,23 +419,23 @@ for name, model in models.items():
 
 # %%
 def breakdown(config):
-    kinds = dict(embedding=0, PLE=0, attention=0, MLP=0, experts=0, other=0)
+    kinds = {"embedding": 0, "PLE table": 0, "PLE rest": 0, "attention": 0, "MLP": 0, "experts": 0, "other": 0}
     for key, shape in minigemma.expected_keys(config).items():
         n = math.prod(shape)
-        kind = ("embedding" if key == "embed_tokens.weight" else "PLE" if "per_layer" in key
-                else "experts" if ".experts." in key or ".router." in key else "attention" if "self_attn" in key
-                else "MLP" if ".mlp." in key else "other")
+        kind = ("embedding" if key == "embed_tokens.weight" else "PLE table" if key == "embed_tokens_per_layer.weight"
+                else "PLE rest" if "per_layer" in key else "experts" if ".experts." in key or ".router." in key
+                else "attention" if "self_attn" in key else "MLP" if ".mlp." in key else "other")
         kinds[kind] += n
     return kinds
 
 table = {name: breakdown(c) for name, c in minigemma.PRESETS.items()}
-print(f"{'':>15}" + "".join(f"{k:>11}" for k in next(iter(table.values()))) + f"{'total':>11}")
+print(f"{'':>15}" + "".join(f"{k:>10}" for k in next(iter(table.values()))) + f"{'total':>10}")
 for name, kinds in table.items():
-    print(f"{name:>15}" + "".join(f"{v / 1e9:>10.2f}B" for v in kinds.values()) + f"{sum(kinds.values()) / 1e9:>10.2f}B")
+    print(f"{name:>15}" + "".join(f"{v / 1e9:>9.2f}B" for v in kinds.values()) + f"{sum(kinds.values()) / 1e9:>9.2f}B")
 
 # %%
 fig, ax = plt.subplots(figsize=(9, 2.8))
-colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+colours = ["#4c72b0", "#dd8452", "#f5b97f", "#55a868", "#c44e52", "#8172b3", "#937860"]
 for row, (name, kinds) in enumerate(table.items()):
     left = 0
     for (kind, n), colour in zip(kinds.items(), colours):
@@ -367,15 +443,33 @@ for row, (name, kinds) in enumerate(table.items()):
         left += n / 1e9
 ax.set_yticks(range(len(table)), list(table))
 ax.set_xlabel("billions of parameters (text decoder)")
-ax.legend(ncol=6, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3))  # below the axes, covering nothing
+ax.legend(ncol=7, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3))  # below the axes, covering nothing
 plt.show()
 
 # %% [markdown]
-# How to read the bars: on E2B and E4B the per-layer-embedding table (orange) is about half of all
-# parameters, yet each token needs only one row of it per layer, so it can stay in slow memory
-# (notebook 05). Take it away and E2B has 4.63 − 2.39 = 2.24B parameters that do the work: the
-# **effective** 2B of its name, a naming that comes from Gemma 3n. The 31B is dense: its MLPs
-# (red) dominate. The 26B-A4B keeps its weight in experts (purple), of which a token uses only 8 of 128.
+# How to read the bars: on E2B and E4B the per-layer-embedding table (orange) is a large share of
+# the parameters, yet each token needs only one row of it per layer, so it can stay in slow memory
+# (notebook 05). Everything else, the PLE projections and gates included (light orange: they
+# multiply every token in every layer), must sit in fast memory. So the **effective** size, a
+# naming that comes from [Gemma 3n](https://ai.google.dev/gemma/docs/gemma-3n) (the parameters that
+# must be loaded into the accelerator's memory, the PLE parameters being kept apart), is the text
+# decoder minus the PLE table alone — the same rule as notebook 05:
+
+# %%
+for name in ("gemma4-e2b", "gemma4-e4b"):
+    kinds, total = table[name], sum(table[name].values())
+    print(f"{name}: PLE table {kinds['PLE table'] / total:.0%} of the text decoder "
+          f"({(kinds['PLE table'] + kinds['PLE rest']) / total:.0%} with the PLE projections and gates); "
+          f"effective = {total / 1e9:.2f}B − {kinds['PLE table'] / 1e9:.2f}B = {(total - kinds['PLE table']) / 1e9:.2f}B")
+
+# %% [markdown]
+# On E2B the PLE table is about half of the text decoder (51 %), and taking it away leaves 2.28B
+# parameters that do the work: the published "2.3B effective". On E4B the table is a smaller share
+# (38 %): the table holds vocabulary × layers × 256 numbers, so from E2B to E4B it grows only with
+# the layer count (35 to 42), while the rest grows with the square of the width (1536 to 2560). The same rule
+# gives 4.64B (published 4.5B; notebook 05 found no counting rule that gives 4.5B). The 31B is
+# dense: its MLPs (red) dominate. The 26B-A4B keeps its weight in experts (purple), of which a token
+# uses only 8 of 128.
 
 # %% [markdown]
 # The 26B-A4B total (25.2B) matches its published size; notebook 07 counts how few of those
@@ -399,13 +493,22 @@ tiny = TextConfig(**{**asdict(configs["e-style"]), "vocab_size": tok.vocab_size,
 model = random_model(tiny)
 text = minigemma.generate(model, tok, "The capital of France is", max_new_tokens=8)
 print(repr(text))
-print("KV cache for 14 positions:", minigemma.kv_cache_bytes(tiny, 14, torch.float32), "bytes")
+n_pos = len(tok.encode("The capital of France is", add_bos=True)) + 8  # the prompt and 8 new tokens
+print(f"KV cache for {n_pos} positions:", minigemma.kv_cache_bytes(tiny, n_pos, torch.float32), "bytes")
+owners = [i for i in range(7) if tiny.kv_donor(i) is None]  # layers that store K and V
+part = {kind: sum((n_pos if tiny.is_global(i) else min(n_pos, tiny.sliding_window)) * tiny.kv_heads_of(i)
+                  * tiny.head_dim_of(i) * 2 * 4 for i in owners if tiny.is_global(i) == (kind == "global"))
+        for kind in ("sliding", "global")}  # positions × KV heads × head dim × (K and V) × 4 bytes
+print(f"by hand: {len(owners)} layers store K/V; sliding {part['sliding']:,} + global {part['global']:,} "
+      f"= {sum(part.values()):,} bytes")
+assert sum(part.values()) == minigemma.kv_cache_bytes(tiny, n_pos, torch.float32)
 
 # %% [markdown]
 # Where do the 3,328 bytes come from? The e-style model caches keys and values in float32 (4
-# bytes) for 5 of its 7 layers: the two KV-shared layers store nothing. Its four sliding layers keep
-# only the last 6 positions (the window): 4 × 6 positions × 1 KV head × 8 numbers × 2 (K and V) × 4
-# bytes = 1,536; its global layer keeps all 14 positions with head dim 16: 14 × 1 × 16 × 2 × 4 = 1,792.
+# bytes each) for 5 of its 7 layers: the two KV-shared layers store nothing. Its four sliding layers
+# keep only the last 6 positions (the window), each position 1 KV head of 8 numbers, for keys and
+# for values: 1,536 bytes together. Its one global layer keeps all 14 positions, with head dim 16:
+# 1,792 bytes. The cell above computes both parts by hand and checks their sum.
 #
 # ## What you built
 # - Gemma 4's decoder, one change at a time: norms scaled by `w`, p-RoPE on global layers, value
@@ -414,25 +517,24 @@ print("KV cache for 14 positions:", minigemma.kv_cache_bytes(tiny, 14, torch.flo
 # - the parameter budget of the four published models.
 
 # %% [markdown]
-# ## 6. Optional: a real Gemma 4 checkpoint, if you have one
+# ## 6. Run it on the real model (optional)
 # The course ships only the Gemma 3 270M weights (Gemma 4's are several GB and come from a model
 # hub, which this course never calls). If you have downloaded a Gemma 4 checkpoint in the Hugging
-# Face layout (for example `google/gemma-4-E2B-it`: `config.json`, `model.safetensors`,
-# `tokenizer.json`), point `MINIGEMMA_GEMMA4_DIR` at its folder and run the cell below: the same
-# package code you just checked runs the real model. **Without a checkpoint the cell is skipped**
-# and says so; that is what the stored output shows.
+# Face layout (for example [`google/gemma-4-E2B-it`](https://huggingface.co/google/gemma-4-E2B-it):
+# `config.json`, `model.safetensors`, `tokenizer.json`), start Jupyter with
+# `MINIGEMMA_GEMMA4=path/to/gemma-4-e2b-it` and the cell below asks it a question in its chat
+# format, with the same package code you just checked (in bfloat16). Notebooks 08, 09, 10 and 13
+# end their Gemma 4 part with the same cell (`notebooks/real_weights.py`). **Without the variable
+# the cell prints one line and skips**; that is what the stored output shows. With it, loading
+# takes a while and needs memory for every weight (two bytes each in bfloat16), so a machine that
+# runs the 270M comfortably may not hold E2B; the answer is not checked by anything, since unlike
+# the random model above, a real model's words are the test.
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-import os
-from pathlib import Path
-real_dir = os.environ.get("MINIGEMMA_GEMMA4_DIR")
-if real_dir and (Path(real_dir) / "config.json").exists():
-    real_model, real_tok = minigemma.load(real_dir, progress=False)  # text decoder; towers are reported as skipped
-    print(real_model.config.num_hidden_layers, "layers, width", real_model.config.hidden_size)
-    print(minigemma.generate(real_model, real_tok, "The capital of France is", max_new_tokens=20))
-else:
-    print("Skipped: no Gemma 4 checkpoint on disk (set MINIGEMMA_GEMMA4_DIR to a checkpoint folder to run it).")
+from real_weights import ask, real_gemma4
+real = real_gemma4()  # (model, tokenizer) from $MINIGEMMA_GEMMA4, or None after a one-line note
+if real:
+    print(ask(*real, "What is the capital of France? Answer in one sentence."))
 
 # %% [markdown]
 # ## Exercises
