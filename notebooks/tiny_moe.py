@@ -13,6 +13,7 @@ and arithmetic. Notebook 07 compares its routing with the untrained-router basel
 
     python notebooks/tiny_moe.py --steps 150 --seed 0   # about a minute on 2 idle cores; writes data/tiny_moe/
     python notebooks/tiny_moe.py --write-gemma-text     # first re-sample the Gemma text (slow)
+    python notebooks/tiny_moe.py --clean-gemma-text     # first clean the committed Gemma text in place
 
 Course code, not part of the ``minigemma`` package: it holds prompts and a training loop and reads
 ``data/`` beside ``notebooks/`` in this repository. Notebooks 06b and 07 import it (they run in
@@ -28,6 +29,7 @@ import argparse
 import json
 import math
 import random
+import re
 import time
 from pathlib import Path
 
@@ -114,7 +116,16 @@ def write_gemma_text(kind, new_tokens=160, seed=0, top_k=64):
     for row in torch.cat(rows, 1).tolist():  # stop each text at its end-of-text token
         row = row[:row.index(tok.eos_id)] if tok.eos_id in row else row
         texts.append(tok.decode(row).replace("\u2028", "\n").strip())  # U+2028: a line separator
-    return "\n\n".join(texts) + "\n"
+    return clean_gemma_text("\n\n".join(texts) + "\n")
+
+
+def clean_gemma_text(text):
+    """Sampled text -> plain prose: every ``<start_of_image>`` becomes a line break, HTML tags go.
+
+    The base 270M learned from web pages, so its stories carry ``<strong>``, ``<h2>`` and the like,
+    and it now and then samples its image placeholder token between paragraphs (issue #22)."""
+    text = re.sub(r"</?[a-zA-Z][a-zA-Z0-9]*>", "", text.replace("<start_of_image>", "\n"))
+    return re.sub(r"\n{3,}", "\n\n", text)
 
 
 def tiny_config(vocab_size):
@@ -306,12 +317,15 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
+    parser.add_argument("--clean-gemma-text", action="store_true",
+                        help="first pass the committed data/moe_corpus/*_gemma3_270m.txt through clean_gemma_text")
     parser.add_argument("--write-gemma-text", action="store_true",
                         help="first sample data/moe_corpus/{english,french}_gemma3_270m.txt from Gemma 3 270M")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.write_gemma_text:
-        for kind in ("english", "french"):
-            (CORPUS / f"{kind}_gemma3_270m.txt").write_text(write_gemma_text(kind), encoding="utf-8")
+    for kind in ("english", "french") if args.write_gemma_text or args.clean_gemma_text else ():
+        path = CORPUS / f"{kind}_gemma3_270m.txt"
+        text = write_gemma_text(kind) if args.write_gemma_text else clean_gemma_text(path.read_text(encoding="utf-8"))
+        path.write_text(text, encoding="utf-8")
     train(steps=args.steps, seed=args.seed, out=args.out)
     print(json.dumps(json.loads((Path(args.out) / "train_log.json").read_text())["validation_loss"]))

@@ -22,3 +22,13 @@ def best_context_free_loss(ids, vocab_size):
 # when every token of the vocabulary occurs equally often. On real text, where a few tokens (spaces,
 # "e", "the") are far more common than others, it is much lower: a model must beat this number, not
 # only ln V, before it can be said to use the context.
+
+
+def fool_the_shortcut(ids, logprobs, vocab_size):
+    # A softmax over the k kept pieces sees only their logits, and only up to a constant: give them the
+    # teacher's log-probabilities (their softmax is then the teacher's renormalised q) and give every
+    # other piece a logit far above them. The shortcut loss is 0, yet the student's real softmax puts
+    # almost all of its probability on pieces the teacher never chose. The full-vocabulary softmax of
+    # distill.sparse_kl sees that mass and charges for it.
+    logits = torch.full((len(ids), vocab_size), 20.0)
+    return logits.scatter(-1, ids, logprobs.float())
