@@ -1,9 +1,9 @@
 """Clipped linear layers: a bias-free Linear whose input and output are clamped to stored bounds.
 
-Gemma 4's E2B and E4B towers (vision and audio) come from quantisation-aware training: each
-projection's input and output were kept inside a range, and the checkpoint stores that range as
-four scalars per layer (``input_min``, ``input_max``, ``output_min``, ``output_max``). Clamping to
-them at inference keeps every value where the weights expect it. The clamps are part of the
+Gemma 4's E2B and E4B towers (vision and audio) store, for each projection, a range for its input
+and one for its output: four scalars per layer (``input_min``, ``input_max``, ``output_min``,
+``output_max``; how Google chose them is not documented). Clamping to them at inference keeps every
+value inside the ranges the checkpoint was released with. The clamps are part of the
 function: a model that skips them gives other numbers (``tests/test_audio.py`` draws the bounds so
 that they bite). The 26B/31B vision towers store no bounds (``use_clipped_linears: false``): there
 this is a plain Linear.

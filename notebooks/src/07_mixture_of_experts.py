@@ -43,8 +43,26 @@ _ = torch.manual_seed(0)
 # to different weights (which is awkward to run fast), and that training must stop the router from
 # sending everything to a few favourites (the **load-balancing loss**, notebook 06b).
 #
-# Gemma 4 26B-A4B has 128 experts per layer and picks 8; unusually, it keeps its dense MLP too and
-# adds the experts **beside** it. The picture below is one such layer for one token.
+# Gemma 4 26B-A4B has 128 experts per layer and picks 8. Every token also goes through a dense MLP
+# beside them. That much is common: DeepSeekMoE ([Dai et al., 2024](https://arxiv.org/abs/2401.06066))
+# keeps a few always-active **shared experts** next to its routed ones, Qwen1.5-MoE and Qwen2-MoE
+# add one large shared expert ([transformers' Qwen2-MoE](https://huggingface.co/docs/transformers/model_doc/qwen2_moe)),
+# and Snowflake Arctic runs a 10B dense transformer with a residual 128-expert MoE MLP beside it
+# ([model card](https://huggingface.co/Snowflake/snowflake-arctic-base)). What is Gemma 4's own is
+# how the two branches are joined (section 4; `minigemma/decoder.py`, checked against transformers'
+# [`modeling_gemma4.py`](https://github.com/huggingface/transformers/blob/main/src/transformers/models/gemma4/modeling_gemma4.py)):
+# - **each branch has its own norms.** The dense MLP (hidden 2112, three experts' width) reads
+#   `pre_feedforward_layernorm(h)` and its output is normed by `post_feedforward_layernorm_1`; the
+#   experts read `pre_feedforward_layernorm_2(h)` and their sum is normed by
+#   `post_feedforward_layernorm_2`; the two normed outputs are added and normed once more
+#   (`post_feedforward_layernorm`). DeepSeekMoE and DeepSeek-V3 add the shared experts' output to
+#   the routed sum as it is; Qwen2-MoE scales its shared expert by a learned sigmoid gate first.
+# - **the router reads the raw residual** `h`, with a weightless norm and a learned scale of its
+#   own, not the experts' normed input.
+# - **the dense part is a Gemma MLP, not an expert:** it has its own width and is not counted among
+#   the 128, where a shared expert in DeepSeekMoE is an expert of the same small size.
+#
+# The picture below is one such layer for one token.
 
 # %%
 from matplotlib.patches import FancyBboxPatch
@@ -326,7 +344,7 @@ ax.legend(loc="upper left", fontsize=8); plt.show()
 # rows each, the grouped matrix products beat the loop over experts. `benchmarks/bench_moe.py`
 # measures them against transformers' experts block on the same weights (the README has the
 # table): at 2,048 tokens the loop over experts is ~27× the per-token loop, ~14× the dense version
-# and 1.5–1.75× transformers.
+# and 1.75× transformers (1.5× at one token).
 #
 # ## 4. Where the experts sit in a Gemma 4 layer
 # `h` is the residual after attention. The dense MLP runs as in every Gemma layer; beside it:
@@ -360,9 +378,9 @@ print(f"used per token: {active / 1e9:.2f}B (published 3.8B) = everything but th
 # top-2) on four kinds of text in `../data/moe_corpus/`: English and French prose (a few
 # hand-written paragraphs plus 32 short stories per language sampled, with a fixed seed, from the
 # real Gemma 3 270M), Python code and arithmetic. Its training log, printed below, records the
-# command and how long the 150 steps took (248 s, on one thread of a busy shared machine); the
-# checkpoint is committed in `../data/tiny_moe/`. (Trained longer, this small model
-# memorises its prose and does *worse* on held-out text: 600 steps gave English and French losses
+# command and how long the 150 steps took (59 s, on one thread of the shared machine); the
+# checkpoint is committed in `../data/tiny_moe/`. (Trained longer, this small model memorises its
+# prose: on an earlier version of the corpus, 600 steps gave held-out English and French losses
 # barely under the uniform guess.)
 #
 # First: did it learn anything? A model that knows nothing spreads its probability evenly over the
@@ -376,8 +394,8 @@ print(log["command"], f"({log['seconds']} s)")
 losses = evaluate(tiny, validation_data(vocab))
 assert all(abs(losses[k] - v) < 1e-3 for k, v in log["validation_loss"].items())  # reproduces the log
 for kind, loss in losses.items():
-    print(f"{kind:>10}: held-out loss {loss:.2f} (perplexity {math.exp(loss):,.0f}) vs uniform "
-          f"{uniform:.2f} (perplexity {tiny.config.vocab_size:,})")
+    print(f"{kind:>10}: held-out loss {loss:.2f} nats, {uniform - loss:.2f} below uniform {uniform:.2f} "
+          f"(perplexity {math.exp(loss):,.0f} vs {tiny.config.vocab_size:,})")
 assert all(loss < uniform - 1 for loss in losses.values())
 
 # %%
@@ -459,6 +477,8 @@ viz.routing_explorer(tiny, vocab, {"English": "The train left the station at eig
 def busiest(shares):
     return float(torch.stack(list(shares.values())).mean(0).max())
 
+print(f"an even spread: {tiny.config.top_k_experts}/{tiny.config.num_experts} = "
+      f"{tiny.config.top_k_experts / tiny.config.num_experts:.1%} of tokens per expert")
 for layer in range(len(tiny.layers)):
     base = [busiest(b[layer]) for b in baseline_shares]
     print(f"layer {layer}: busiest expert takes {busiest(trained_shares[layer]):.0%} of tokens (trained router); "
@@ -466,24 +486,26 @@ for layer in range(len(tiny.layers)):
 
 # %% [markdown]
 # ## 7. What survives the baseline
-# - **The model learned.** Every held-out loss is well below the uniform guess: 1.4–1.5 nats
-#   for English and French prose (perplexity near 1,000 instead of 4,217), more for Python, and
-#   arithmetic is nearly predictable. That is still a weak language model — it has seen a few
-#   thousand tokens of each language — but it is no longer guessing.
-# - **"Each language has favourite experts" is not, by itself, something the router learned.** An
+# - **The model learned.** Every held-out loss is well below the uniform guess: by 1.4–1.6 nats
+#   for English and French prose (perplexity near 1,000 instead of 4,190), by more for Python (2.4),
+#   and arithmetic is far easier still (perplexity 10). That is still a weak language model — it
+#   has seen a few thousand tokens of each language — but it is no longer guessing.
+# - **Favourite experts alone prove nothing; here the trained routers do beat the baseline.** An
 #   untrained router on the same model already gives each kind its favourites, because the kinds
-#   use different tokens and a router is a deterministic function of its input. In layers 0–2 the
-#   trained routers carry no more information about the kind of text than the five untrained ones
-#   (their values fall inside the untrained range). Only in the last layer (3) does the trained
-#   router clearly exceed every untrained one (about 1.2 bits against at most 1.0).
-# - **The trained routers share the load more evenly in layers 2 and 3**: there the busiest expert
-#   takes about a quarter of the tokens, against a third or more with every untrained router. That
-#   is what the load-balancing loss asks for. In layer 1 the trained router sits at the low end of
-#   the untrained range, and in layer 0 inside it, so there the difference could be chance.
+#   use different tokens and a router is a deterministic function of its input. That is why the
+#   comparison matters: in all four layers the trained router carries more information about the
+#   kind of text than every one of the five untrained ones, 0.89–1.26 bits against at most 0.97.
+#   The margin is widest in layer 1 (1.26 bits against at most 0.94) and narrowest in layer 0
+#   (0.89 against at most 0.81).
+# - **Load sharing: only partly.** The load-balancing loss asks for an even spread (12.5 % per
+#   expert here). Only in layer 1 is the trained router more even than every untrained one (its
+#   busiest expert takes 25 % of the tokens, against 26 % or more); in layer 2 it ties the most
+#   even untrained router (30 %), and in layers 0 and 3 it falls inside the untrained range (24 % and
+#   43 %), so there the difference could be chance.
 # - What we do **not** claim: that an expert "is" the French expert or the digits expert. With
-#   this little training, which expert a kind prefers in layers 0–2 says more about the random
-#   starting point than about learning; the heat maps above are worth reading as pictures of
-#   routing, not as evidence of specialisation.
+#   this little training, *which* expert a kind prefers may say as much about the random starting
+#   point as about learning; the heat maps above are worth reading as pictures of routing, not as
+#   evidence of specialisation.
 #
 # ## References
 # - Shazeer et al., [*Outrageously Large Neural Networks: The Sparsely-Gated Mixture-of-Experts Layer*](https://arxiv.org/abs/1701.06538), 2017: conditional computation, top-k gating, a balancing loss.

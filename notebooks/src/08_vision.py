@@ -121,6 +121,7 @@ ref = Gemma4ImageProcessorPil(max_soft_tokens=280)(load_image(photo_path), retur
 n = patches.shape[0]
 assert torch.equal(ref["image_position_ids"][0, :n], positions) and (ref["image_position_ids"][0, n:] == -1).all()
 print("largest difference from transformers:", (ref["pixel_values"][0, :n] - patches).abs().max().item())
+print(f"at 280 tokens: {h} × {w} = {h * w:,} pixels -> {n:,} patches -> {n // 9} soft tokens")
 
 # %% [markdown]
 # **Why patches, and why pool them?** Attention compares every position with every other, so its
@@ -201,7 +202,8 @@ plt.show()
 
 # %%
 hidden = token.float()[None, :, None]  # (1, 135, 1): each patch carries its token id
-print([round(v, 3) for v in pool(hidden, small_pos[None]).flatten().tolist()])
+pooled = pool(hidden, small_pos[None]).flatten().tolist()
+print(len(small_pos), "patches ->", len(pooled), "tokens:", [round(v, 3) for v in pooled])
 
 # %% [markdown]
 # ## 6. Position, twice: a 2D table and 2D RoPE
@@ -231,6 +233,7 @@ v = torch.randn(1, 1, 1, hd).expand(1, 1, offsets.shape[1], hd)  # the same vect
 keys = rope_2d(v, rope_tables(hd, 100.0, offsets, torch.float32))  # (1, 1, n, hd)
 query = rope_2d(v[:, :, :1], rope_tables(hd, 100.0, torch.zeros(1, 1, 2, dtype=torch.long), torch.float32))
 scores = (keys @ query.transpose(-1, -2)).reshape(2 * span + 1, 2 * span + 1)
+print(f"longest side any budget allows: a strip 1 block high at {max(BUDGETS)} tokens = {3 * max(BUDGETS)} patches")
 fig, ax = plt.subplots(figsize=(4.6, 3.8))
 im = ax.imshow(scores, extent=(-span, span, span, -span), cmap="RdBu_r")
 fig.colorbar(im, ax=ax, label="q(0,0) · k(dx,dy)")
@@ -244,6 +247,48 @@ plt.show()
 # the scale of an image rather than of a long text.
 #
 # ## 7. The encoder, step by step
+# **Where the tower comes from: SigLIP.** CLIP-style pretraining teaches an image encoder and a
+# text encoder together, on pairs of a picture and its caption, so that a picture's vector lands
+# near its own caption's. CLIP scores every image of a batch against every caption and asks, with
+# a softmax over the whole batch, "which of these captions is mine?". SigLIP
+# ([Zhai et al., 2023](https://arxiv.org/abs/2303.15343)) replaces that softmax by a **sigmoid per
+# pair**: each image–caption pair is its own yes/no question ("do these two belong together?"),
+# with a learned temperature and bias. No pair needs the rest of the batch to be normalised, which
+# makes the loss cheaper to spread over many devices and lets it work well at small and large batch
+# sizes alike. An image encoder trained this way outputs vectors about what a caption would name,
+# which is what a language model wants to read. PaliGemma
+# ([Beyer et al., 2024](https://arxiv.org/abs/2407.07726)) therefore put a SigLIP encoder in front
+# of Gemma, and Gemma 3 kept it ("a 400M variant of the SigLIP encoder",
+# [Gemma 3 report](https://arxiv.org/abs/2503.19786)). Gemma 4's towers keep that ViT shape —
+# 16×16 patches, a Transformer encoder, soft tokens for the language model — with Gemma's own
+# layers inside (2D RoPE, QK-norm, sandwich norms); Google has not published how they were
+# pretrained.
+#
+# Two more parts appear in the real towers and in our tiny one below:
+# - A **clipped linear** (`minigemma/clipped.py`, transformers' `Gemma4ClippableLinear`) is a
+#   bias-free Linear whose *input* is clamped to `[input_min, input_max]` before the product and
+#   whose *output* is clamped to `[output_min, output_max]` after it: four scalars per projection,
+#   stored in the checkpoint. The E2B/E4B towers (and the audio tower, notebook 10) have them
+#   (`use_clipped_linears`); the 26B/31B towers do not. However unusual the picture, no value
+#   entering or leaving a projection can leave its bounds. Google has not documented how the bounds
+#   were chosen; they are part of the function, so a model that skips the clamps computes other
+#   numbers.
+# - **Standardisation** (`standardize`, 26B/31B towers) is the tower's last step: each channel of
+#   the soft tokens has a stored bias subtracted and is multiplied by a stored scale (`std_bias`,
+#   `std_scale`, one of each per channel), like a normalisation whose statistics were frozen into
+#   the checkpoint.
+
+# %%
+from minigemma.clipped import ClippedLinear
+demo = ClippedLinear(3, 2, clip=True)  # 3 inputs, 2 outputs
+with torch.no_grad():
+    demo.linear.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]]))
+    demo.input_min.fill_(-1.0); demo.input_max.fill_(1.0); demo.output_min.fill_(-2.0); demo.output_max.fill_(2.0)
+    x3 = torch.tensor([3.0, 2.0, 0.5])
+    print("plain linear:", demo.linear(x3).tolist(), "| clipped:", demo(x3).tolist(),
+          "(input clamped to [1, 1, 0.5], then output 2.5 clamped to 2)")
+
+# %% [markdown]
 # We take a tiny random tower from transformers (48 wide, 3 layers, 4 heads of 12, clipped
 # linears, standardisation on) with **every** weight and buffer randomised, copy its weights into
 # the package's `VisionTower`, and then compute the same thing by hand.
@@ -291,8 +336,8 @@ print("patch embeddings:", tuple(x.shape))
 # residual; RMSNorm → gated GELU MLP → RMSNorm, added. Inside attention: queries and keys are
 # RMS-normed per head and turned by 2D RoPE, values are normed without a weight, the scale is 1
 # (the norms already fix the size), and every patch sees every patch of its image. Every
-# projection is a **clipped linear**: its input and output are clamped to stored bounds, which the
-# E2B/E4B towers learned in quantisation-aware training.
+# projection is a clipped linear (section 7's start): its input and output are clamped to the
+# bounds stored for it.
 
 # %%
 rot = rope_tables(12, 100.0, pos70[None], torch.float32)
@@ -417,7 +462,7 @@ plt.show()
 # structure at toy width (its vision tower with clipped linears, per-layer embeddings, KV sharing,
 # the real Gemma tokenizer) with **random weights**. One call then takes an image file to generated
 # tokens along the path a real E2B takes; the words are noise. With a real checkpoint,
-# `minigemma.load("path/to/gemma-4-e2b-it")` replaces the first line.
+# `minigemma.load("path/to/gemma-4-e2b-it")` replaces the first line: the next cell does that.
 
 # %%
 tiny, tiny_tok = minigemma.tiny_random("gemma4-e2b", seed=0)
@@ -425,6 +470,20 @@ picture = minigemma.preprocess_image("../data/media/photo.jpg", max_soft_tokens=
 print("patches:", tuple(picture[0].shape), "->", len(picture[0]) // 9, "soft tokens")
 print(repr(minigemma.generate(tiny, tiny_tok, "Describe <|image|> in one line.", images=[picture],
                               max_new_tokens=8)))
+
+# %% [markdown]
+# ### Run it on the real model (optional)
+# With a Gemma 4 checkpoint on disk, start Jupyter with `MINIGEMMA_GEMMA4=path/to/gemma-4-e2b-it`
+# and this cell captions the same photo (`data/media/photo.jpg`, at the default 280-token budget)
+# in the model's chat format; without it, it prints how to enable it and skips (the same cell as
+# in notebooks 06, 09, 10 and 13).
+
+# %%
+from real_weights import ask, real_gemma4
+real = real_gemma4()  # (model, tokenizer) from $MINIGEMMA_GEMMA4, or None after a one-line note
+if real:
+    photo_item = minigemma.preprocess_image("../data/media/photo.jpg")
+    print(ask(*real, "Describe <|image|> in one sentence.", images=[photo_item]))
 
 # %% [markdown]
 # ## 9. What an image costs in KV memory
@@ -500,7 +559,10 @@ check_exercise_8_2(token_of_patch)
 # - A. Dosovitskiy et al., [An Image is Worth 16x16 Words: Transformers for Image Recognition at
 #   Scale](https://arxiv.org/abs/2010.11929) (2020) — the patch-based vision transformer.
 # - X. Zhai et al., [Sigmoid Loss for Language Image Pre-Training (SigLIP)](https://arxiv.org/abs/2303.15343)
-#   (2023) — the family of Gemma's vision encoders.
+#   (2023) — the pretraining behind Gemma's vision encoders.
+# - L. Beyer et al., [PaliGemma: A versatile 3B VLM for transfer](https://arxiv.org/abs/2407.07726)
+#   (2024) — a SigLIP encoder in front of Gemma; Gemma Team, [Gemma 3 Technical
+#   Report](https://arxiv.org/abs/2503.19786) (2025) — the same encoder in Gemma 3.
 # - J. Su et al., [RoFormer: Enhanced Transformer with Rotary Position Embedding](https://arxiv.org/abs/2104.09864)
 #   (2021) — RoPE, here applied per axis.
 # - Hugging Face transformers, [Gemma 4 model documentation](https://huggingface.co/docs/transformers/model_doc/gemma4)

@@ -51,6 +51,9 @@ print("times (s):", [round(t, 2) for t in times[:6]], "…", [round(t, 2) for t 
 from transformers.video_utils import VideoMetadata, default_sample_indices_fn
 reference = default_sample_indices_fn(VideoMetadata(total_num_frames=T, fps=fps), num_frames=VIDEO_FRAMES)
 assert indices == reference.tolist()  # transformers samples the same frames
+hour, hour_times = sample_frames(3600 * 30, 30)  # an hour at 30 fps
+print(f"an hour at 30 fps: {3600 * 30:,} frames -> {len(hour)} sampled, one every {hour_times[1]:.1f} s, "
+      f"the last at {int(hour_times[-1] // 60):02d}:{int(hour_times[-1] % 60):02d}")
 
 # %%
 fig, ax = plt.subplots(figsize=(9, 1.4))
@@ -62,8 +65,9 @@ plt.show()
 
 # %% [markdown]
 # **Long clips.** Nothing in the processor limits a clip's length: an hour at 30 fps (108,000
-# frames) is still 32 frames, one every 112 seconds. The timestamps keep growing (`59:58`), and
-# `MM` simply passes 60 for clips over an hour, as transformers writes it. A clip given without a
+# frames) is still 32 frames, one every 112.5 seconds (printed above). The timestamps keep growing
+# (the last frame of that hour is stamped `58:07`), and `MM` simply passes 60 for clips over an
+# hour, as transformers writes it. A clip given without a
 # frame rate is refused with an error (transformers silently assumes 24 fps and warns); a clip
 # with no frames is refused too.
 #
@@ -129,8 +133,9 @@ print(len(ids), "ids:", short[:170], "…", short[-60:])
 # The frame count is fixed, so a clip's cost does not grow with its length: 32 frames × the
 # per-frame tokens (plus 2 markers and a timestamp per frame). What grows is the **gap** between
 # sampled frames: a 2-minute clip is seen once every 3.75 s, and anything shorter can slip between
-# two frames. The per-frame budget trades resolution against length: at 280 tokens per frame, a
-# single video already takes 8,960 positions.
+# two frames. The per-frame budget trades resolution against length: with a budget of 280 tokens
+# per frame, a single video can take up to 8,960 positions (32 × 280; this clip's frames use 266 of
+# the 280, so 8,512).
 
 # %%
 durations = np.array([2, 5, 10, 30, 60, 120, 300])
@@ -145,6 +150,11 @@ axes[1].plot(durations, durations / np.minimum(VIDEO_FRAMES, durations * fps), "
 axes[1].set_xscale("log"); axes[1].set_yscale("log"); axes[1].set_xlabel("clip length (s)")
 axes[1].set_ylabel("seconds between sampled frames"); axes[1].set_title("how closely the clip is watched")
 plt.show()
+print(f"gap between sampled frames: {1000 / fps:.0f} ms while every frame is kept (clips under "
+      f"{VIDEO_FRAMES / fps:.2f} s), {120 / VIDEO_FRAMES:.2f} s at 2 minutes, {300 / VIDEO_FRAMES:.1f} s at 5 minutes")
+per_280 = (lambda s: s[0] * s[1] // 256 // 9)(resized_size(H, W, 280))
+print(f"budget 280 per frame: at most {VIDEO_FRAMES * 280:,} positions; this clip: {per_280} per frame, "
+      f"{VIDEO_FRAMES * per_280:,} in all")
 
 # %% [markdown]
 # Left: the placeholders stop growing once the clip has 32 frames (under 3 s at 12 fps); only the
@@ -223,7 +233,8 @@ assert mine == ref_ids
 # sampling, preprocessing, the tower, the placeholders, bidirectional blocks per frame, the cache —
 # runs together and agrees with the reference. With a real checkpoint,
 # `model, tok = minigemma.load("path/to/gemma-4-E2B-it")` then
-# `minigemma.generate(model, tok, prompt_with_<|video|>, videos=[(frames, stamps)])` runs the same code.
+# `minigemma.generate(model, tok, prompt_with_<|video|>, videos=[(frames, stamps)])` runs the same
+# code (the optional cell at the end of this section does it for you).
 #
 # The same in three lines, without transformers: `minigemma.tiny_random("gemma4-e2b")` is a model
 # with E2B's structure at toy width, the real Gemma tokenizer and **random weights**, and
@@ -234,6 +245,21 @@ tiny, tiny_tok = minigemma.tiny_random("gemma4-e2b", seed=0)
 item = minigemma.preprocess_video(clip, fps=fps, max_soft_tokens=70)
 print(len(item[0]), "frames at", item[1][:3], "...")
 print(repr(minigemma.generate(tiny, tiny_tok, "What happens in <|video|>?", videos=[item], max_new_tokens=8)))
+
+# %% [markdown]
+# ### Run it on the real model (optional)
+# With a Gemma 4 checkpoint on disk, start Jupyter with `MINIGEMMA_GEMMA4=path/to/gemma-4-e2b-it`
+# and this cell asks it, in its chat format, what happens in our clip (the 32 frames of `item`
+# above, 70 tokens per frame at most); without it, it prints how to enable it and skips (the same
+# cell as in notebooks 06, 08, 10 and 13). Nothing checks the answer: unlike the random model
+# above, a real model's words mean something, and reading them is the test — does it see the ball
+# move, or only a ball?
+
+# %%
+from real_weights import ask, real_gemma4
+real = real_gemma4()  # (model, tokenizer) from $MINIGEMMA_GEMMA4, or None after a one-line note
+if real:
+    print(ask(*real, "What happens in <|video|>? Answer in one sentence.", videos=[item]))
 
 # %% [markdown]
 # ## Summary

@@ -257,8 +257,8 @@ axes[1].set_ylabel("channel"); plt.tight_layout(); plt.show()
 # x = x + ½ · FFN(x)               feed_forward2
 # x = norm(x)
 # ```
-# Every Linear except two is a **clipped linear**: its input and output are clamped to ranges
-# stored in the checkpoint (the tower was trained to run in low precision within those ranges).
+# Every Linear except two is a **clipped linear** (notebook 08, section 7): its input and output
+# are clamped to ranges stored in the checkpoint (how Google chose the ranges is not documented).
 # All norms are RMSNorms that store the scale itself (Gemma 4's convention, notebook 06).
 # Here is the first half-step feed-forward, written out from the layer's weights:
 
@@ -311,12 +311,66 @@ for y in (11.5, 23.5):
 axes[1].set_title("the same rule, blocked: 3 blocks × 12 queries × 24 keys"); plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# The logit of query step *q* and key step *t* has two parts (as in Transformer-XL): **content**,
-# `q·k`, and **position**, `q·r(q − t)`, where `r(d)` is a learned projection
-# (`relative_k_proj`) of a sinusoid of the distance *d*. Then a soft cap `50·tanh(logit/50)` and
-# the mask. The query is scaled by `softplus(per_dim_scale) / (√hd · ln 2)` and the key by
-# `ln(1 + e) / ln 2` (a form inherited from the original JAX code). Written as one banded `T × T`
-# matrix, with no blocks at all:
+# ### The attention logit, derived
+# **Intuition first.** A query step asks two questions of every key it may see: *is this the sound
+# I am looking for?* (content) and *is this the distance I am looking for?* — "the step just before
+# me", say (position). The logit is the sum of two dot products, one per question; then a few
+# constants set their size, and a cap bounds them.
+#
+# **Step 1, the position term** (Transformer-XL, [Dai et al., 2019](https://arxiv.org/abs/1901.02860),
+# section 3.3). With absolute positions, step `t` enters as content plus position, `x_t + p_t`, and
+# the logit `W_q(x_q + p_q) · W_k(x_t + p_t)` splits into four products: content·content,
+# content·position, position·content, position·position. Transformer-XL makes it relative: the key's
+# absolute `p_t` becomes a sinusoid of the **distance** `q − t` with its own projection `W_R`, and
+# the two query-side position products become two learned vectors. Gemma 4's audio attention keeps
+# the two products that involve the query and drops the learned vectors:
+#
+# `logit(q, t) = q_q · k_t  +  q_q · r(q − t)`, with `r(d) = W_R · sinusoid(d)` (`relative_k_proj`).
+#
+# A step sees only distances 0 … 11, so `r` is a short table: the code below computes `q · r(d)` for
+# the 13 distances 0 … 12 (one more than the mask lets through, like the blocked context) and
+# picks the one at `d = q − t` (`gather`); the package's blocked version does the same with
+# Transformer-XL's "relative shift" (its appendix B).
+#
+# **Step 2, the query scale.** Ordinary attention divides by `√hd`. Here each query dimension also
+# gets a learned factor of its own, made positive by a softplus: `q · softplus(w) / √hd`. The
+# parameter `w` (`per_dim_scale`) starts at **0**, and `softplus(0) = ln(1 + e⁰) = ln 2 ≈ 0.693`: left
+# alone, the initial scale would be `ln 2 / √hd`, smaller than the ordinary one. Dividing by `ln 2`
+# repairs that: `q · softplus(w) / (√hd · ln 2)` is exactly `q / √hd` at initialisation, and training
+# moves each dimension's factor up or down from 1. (Gemma 3n's audio encoder does the same:
+# `r_softplus_0 = 1 / softplus(0)` in transformers'
+# [`modeling_gemma3n.py`](https://github.com/huggingface/transformers/blob/main/src/transformers/models/gemma3n/modeling_gemma3n.py).)
+#
+# **Step 3, the key scale.** Gemma 4 adds a constant on the key side, `ln(1 + e) / ln 2`. Read it
+# like step 2: it is `softplus(1) / softplus(0)`, the same normalised softplus evaluated at 1 instead
+# of 0, as if every key dimension carried a per-dimension scale frozen at 1. It multiplies every
+# content product `q · k` by the same constant (the position term uses `r`, not `k`, and does not get
+# it). transformers'
+# [`modeling_gemma4.py`](https://github.com/huggingface/transformers/blob/main/src/transformers/models/gemma4/modeling_gemma4.py)
+# states the constant but no reason; being a constant, training could absorb it into `w`.
+#
+# **Step 4, cap and mask.** `50 · tanh(logit / 50)` keeps every logit inside (−50, 50), as Gemma 2
+# capped its attention logits, and keys outside the window get −10⁹. All together, with `q'` the
+# scaled query:
+#
+# `logit(q, t) = 50 · tanh( q'_q · ( ln(1+e)/ln 2 · k_t + r(q − t) ) / 50 )`,
+# `q' = q · softplus(w) / (√hd · ln 2)`.
+#
+# The constants, on a freshly built layer (before the random weights of section 6):
+
+# %%
+softplus = torch.nn.functional.softplus
+hd_demo = config.hidden_size // config.num_attention_heads
+fresh = A.AudioTower(config).layers[0].self_attn  # as initialised
+print(f"per_dim_scale at initialisation: {sorted(set(fresh.per_dim_scale.tolist()))}; "
+      f"softplus(0) = {softplus(torch.tensor(0.0)).item():.4f} = ln 2 = {np.log(2):.4f}")
+q_factor = softplus(fresh.per_dim_scale) / (hd_demo ** 0.5 * np.log(2))  # (hd,)
+print(f"query factor at initialisation: {q_factor[0].item():.4f} in every dimension = 1/√{hd_demo} = {hd_demo ** -0.5:.4f}")
+print(f"key factor ln(1 + e) / ln 2 = softplus(1) / softplus(0) = "
+      f"{softplus(torch.tensor(1.0)).item() / softplus(torch.tensor(0.0)).item():.4f} = {np.log(1 + np.e) / np.log(2):.4f}")
+
+# %% [markdown]
+# The same logit, written as one banded `T × T` matrix with no blocks at all:
 
 # %%
 def attention(x):
@@ -478,6 +532,19 @@ print(tuple(mel.shape), "log-mel frames ->", n_tokens, "audio soft tokens (one p
 print(repr(minigemma.generate(tiny, tiny_tok, "Transcribe: <|audio|>", audio=[mel], max_new_tokens=8)))
 
 # %% [markdown]
+# ### Run it on the real model (optional)
+# With a Gemma 4 E2B or E4B checkpoint on disk, start Jupyter with
+# `MINIGEMMA_GEMMA4=path/to/gemma-4-e2b-it` and this cell asks it, in its chat format, to transcribe
+# `data/media/clip.wav` (our synthetic vowel: there are no words to find); without it, it
+# prints how to enable it and skips (the same cell as in notebooks 06, 08, 09 and 13).
+
+# %%
+from real_weights import ask, real_gemma4
+real = real_gemma4()  # (model, tokenizer) from $MINIGEMMA_GEMMA4, or None after a one-line note
+if real:
+    print(ask(*real, "Transcribe this audio: <|audio|>", audio=[mel]))
+
+# %% [markdown]
 # **What `minigemma/log_mel.py` and `audio.py` leave out.** Resampling (a 44.1 kHz clip is refused with a message
 # that says so, rather than resampled by a filter we did not check against anything), dither and
 # pre-emphasis (both switched off in Gemma 4's extractor), and batching several clips into one
@@ -500,7 +567,8 @@ print(repr(minigemma.generate(tiny, tiny_tok, "Transcribe: <|audio|>", audio=[me
 # Solutions: `../solutions/10_audio.py`.
 #
 # **Exercise 10.1** — Write `audio_tokens(num_samples)`: how many audio placeholder tokens a clip of
-# `num_samples` samples at 16 kHz needs (frames with the semicausal pad, then two stride-2 steps).
+# `num_samples` samples at 16 kHz needs. Hint: sections 2 and 5 hold every rule you need; test your
+# function on the shortest clips, where one frame more or less changes the answer.
 
 # %%
 from checks import check_exercise_10_1, check_exercise_10_2, check_exercise_10_3

@@ -46,6 +46,8 @@ torch.set_num_threads(2)
 
 # %%
 model, tok = minigemma.load("gemma3-270m", progress=False)
+weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+print(f"the 270M's weights: {weight_bytes / 1e9:.2f} GB in float32")
 prompt = tok.encode("The three primary colours are red, yellow and blue. The three primary colours are",
                     add_bos=True)
 
@@ -120,6 +122,8 @@ for k in (1, 2, 4, 8):
 ax.set_xlabel("acceptance rate α"); ax.set_ylabel("tokens per target pass"); ax.legend()
 ax.set_title("(1 − α^(k+1)) / (1 − α)")
 plt.show()
+for a, k in ((0.5, 8), (0.5, 2), (0.9, 4)):
+    print(f"α = {a}, k = {k}: {(1 - a ** (k + 1)) / (1 - a):.2f} tokens per pass")
 
 # %% [markdown]
 # Long drafts only pay when `α` is high: at `α = 0.5`, `k = 8` gives 2.0 tokens per pass, barely
@@ -282,7 +286,7 @@ print(f"equal to transformers (to 1e-4; logits up to {ref.logits.abs().max():.0f
 # our drafter sees one key fewer than transformers' would. That can change a draft, never the
 # output: the target decides every token.
 #
-# ## 5. The centroid head: 4,096 dot products instead of 262,144
+# ## 5. The centroid head: 6,144 dot products instead of 262,144
 #
 # The released drafters' head would cost `262,144 × d` multiply-adds per drafted token — more
 # than the drafter's layers. With `use_ordered_embeddings` the vocabulary is cut into 2,048
@@ -304,6 +308,8 @@ im = a2.imshow(grid, aspect="auto", cmap="Reds"); fig.colorbar(im, ax=a2, label=
 a2.set_xlabel("slot in cluster (token_ordering)"); a2.set_ylabel("cluster"); a2.set_title("tokens that get a logit")
 plt.tight_layout(); plt.show()
 print(f"{int(grid.sum())} of {8192} tokens scored")
+real_head = 2048 + 32 * 128  # the released drafters: 2,048 centroids, then 32 clusters of 128 members
+print(f"released drafters: {real_head:,} dot products instead of 262,144, {262144 / real_head:.0f}× fewer")
 
 # %% [markdown]
 # Why clusters? Tokens that tend to follow similar contexts get similar output embeddings, so
@@ -331,7 +337,8 @@ with torch.no_grad():
             cs, sn = cos_sin(drafter.inv_freq[layer.layer_type], torch.tensor([start]))
             x, _ = layer(x, cs, sn, torch.tensor([start]), shared_kv=kv_s[layer.layer_type])
         hits += nxt in head.candidates(drafter.norm(x))[0, 0].tolist(); steps += 1
-print(f"the target's next token was among the scored ones in {hits} of {steps} steps (random weights)")
+print(f"the target's next token was among the scored ones in {hits} of {steps} steps (random weights; "
+      f"by chance {head.top_k}/{head.num_centroids} = {head.top_k / head.num_centroids:.0%})")
 
 # %% [markdown]
 # ## 6. Speculative decoding with the drafter, and taking tokens back
@@ -517,17 +524,37 @@ print(f"identical to plain greedy | {len(stats.rounds) + 1} target passes for 24
       f"acceptance {stats.acceptance_rate:.0%} (random weights)")
 
 # %% [markdown]
+# ### Run it on the real model (optional)
+# With the real pair on disk, start Jupyter with `MINIGEMMA_GEMMA4=path/to/gemma-4-e2b-it` and
+# `MINIGEMMA_GEMMA4_ASSISTANT=path/to/gemma-4-e2b-it-assistant` (the MTP drafter released for it),
+# and this cell answers one question with 4 drafts per target pass and prints the drafter's
+# acceptance rate, the `α` of section 2 measured on the real models (both in bfloat16, so the target
+# verifies row by row, section 8). Without them, it prints how to enable it and skips (the same cell
+# as in notebooks 06, 08, 09 and 10).
+
+# %%
+from real_weights import mtp_stats, real_gemma4
+real = real_gemma4(assistant=True)  # (model, tokenizer, drafter) from the two variables, or None
+if real:
+    real_stats = mtp_stats(*real, "List the planets of the solar system, one per line.", num_draft_tokens=4)
+    print(f"acceptance {real_stats.acceptance_rate:.0%}, {real_stats.tokens_per_pass:.2f} tokens per target pass")
+
+# %% [markdown]
 # ## Exercises
 # Solutions: `../solutions/13_speculative_decoding.py`.
 #
-# **Exercise 13.1** — Write `expected_tokens(alpha, k)`: the expected number of tokens one
-# verifying pass yields when each of `k` drafts is accepted with probability `alpha` (careful at
-# `alpha = 1`).
+# **Exercise 13.1 — when the drafter tires.** Section 2's formula assumes every draft is accepted
+# with the same `α`. A real drafter guesses worse the further it looks ahead. Write
+# `expected_tokens(alphas)`: the expected number of tokens one verifying pass yields when
+# `alphas[i]` is the chance that draft `i + 1` is accepted *given that the drafts before it were*
+# (`alphas` has `k` entries; it may be empty). Hint: for each possible length of the pass's output,
+# ask what must have happened for the pass to reach it. Then compare `[0.9] * 4` with
+# `[0.9, 0.8, 0.6, 0.4]`: how much does the fourth draft add in each case? (Answer in the solutions.)
 
 # %%
 from checks import check_exercise_13_1, check_exercise_13_2
 
-def expected_tokens(alpha, k):
+def expected_tokens(alphas):
     raise NotImplementedError  # your code here
 
 check_exercise_13_1(expected_tokens)
