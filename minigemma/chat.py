@@ -16,7 +16,7 @@ standalone markers ``<|name|>``:
   model turn*, after which the model goes on;
 * values are written in Gemma's own object notation (keys unquoted, strings between ``<|"|>``).
 
-One idea per file: ``chat_tags.py`` (the tag names, Gemma 3 spellings), ``chat_values.py`` (the
+One idea per file: ``chat_tags.py`` (the tag names, their ``gemma3`` spellings), ``chat_values.py`` (the
 value notation), ``chat_tools.py`` (declarations, calls, responses), ``chat_render.py``
 (messages -> text, equal to Google's ``dialog`` 1.1.0), ``chat_parse.py`` (text -> messages, one
 grammar for whole texts and streams). This file re-exports their public names and adds ``chat()``.

@@ -158,6 +158,8 @@ def render(messages, tools=None, thinking=False, add_generation_prompt=True, for
     ``add_generation_prompt=True`` is ``dialog``'s ``as_text()``: it leaves a model turn open at the
     end (a new ``<|turn>model\\n``, or the last model turn itself, followed by ``<|tool_response>``
     if it ends with a call). ``False`` is ``as_text(training=True)``: every turn closed.
+    ``format="gemma3"``: the same Gemma 4 structure with Gemma 3 token names, FunctionGemma's format
+    (not Gemma 3's own template, which has no system turn; see ``chat_tags.py``).
     """
     check_format(format)
     if thinking and format == "gemma3":

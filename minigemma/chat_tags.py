@@ -1,9 +1,12 @@
-"""The tags of Gemma 4's conversation format, their Gemma 3 spellings, and the format's error.
+"""The tags of Gemma 4's conversation format, their ``gemma3`` spellings, and the format's error.
 
 Gemma 4 marks structure with paired tags ``<|name>`` ... ``<name|>`` (turn, channel, tool,
 tool_call, tool_response) and standalone markers ``<|name|>`` (think, image, audio); strings in
-values sit between ``<|"|>`` delimiters. Gemma 3 spells the same structure with other
-single-token names (``<start_of_turn>`` ...), which ``to_gemma3`` / ``from_gemma3`` swap.
+values sit between ``<|"|>`` delimiters. The ``gemma3`` format is ``dialog``'s spelling of that
+same Gemma 4 structure with Gemma 3 token names (``<start_of_turn>``, ``<start_function_call>``,
+``<escape>`` ...), which ``to_gemma3`` / ``from_gemma3`` swap: the format of FunctionGemma (Gemma 3
+270M fine-tuned for tool calls). It is not Gemma 3's own chat template, which has no system turn
+(it puts a system message at the start of the first user turn) and no tool tags.
 This file holds names only: rendering is in ``chat_render.py``, reading in ``chat_parse.py``.
 """
 
@@ -47,12 +50,12 @@ def check_format(format):
 
 
 def to_gemma3(text: str) -> str:
-    """Gemma 4 tag names -> Gemma 3's (the structure is the same)."""
+    """Gemma 4 tag names -> their ``gemma3`` spellings (the structure stays Gemma 4's)."""
     return _TO_GEMMA3.sub(lambda m: GEMMA3_NAMES[m.group()], text)
 
 
 def from_gemma3(text: str) -> str:
-    """Gemma 3 tag names -> Gemma 4's."""
+    """``gemma3`` tag spellings -> Gemma 4's names."""
     return _FROM_GEMMA3.sub(lambda m: _GEMMA3_BACK[m.group()], text)
 
 

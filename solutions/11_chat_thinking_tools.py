@@ -17,5 +17,12 @@ def gemma_value(value):
     return repr(value)
 
 
-def min_p_keep(probs, min_p):
-    return probs >= min_p * probs.max()
+def choice_mask(written, pieces, choices, tokens_left):
+    # A piece is allowed when the text after it is the start of a choice (all its characters, not
+    # only the first) and the characters that choice still lacks fit in the tokens left after this
+    # one, at one token per character, the worst case the decoder plans for.
+    mask = []
+    for piece in pieces:
+        text = written + piece
+        mask.append(any(c.startswith(text) and len(c) - len(text) <= tokens_left - 1 for c in choices))
+    return mask
