@@ -419,10 +419,9 @@ plt.show()
 # *non-quantised* model's probabilities as targets ([Gemma 3 report](https://arxiv.org/abs/2503.19786),
 # §2.3), and the [Gemma 3 QAT
 # post](https://developers.googleblog.com/en/gemma-3-quantized-aware-trained-state-of-the-art-ai-to-consumer-gpus/)
-# reports that it cut the perplexity drop of Q4_0 by 54 %. For Gemma 4, Google publishes QAT
-# checkpoints in llama.cpp's Q4_0 format (e.g.
-# [google/gemma-4-E2B-it-qat-q4_0-gguf](https://huggingface.co/google/gemma-4-E2B-it-qat-q4_0-gguf)),
-# and the [Gemma docs](https://ai.google.dev/gemma/docs/core) list Q4_0 memory for every Gemma 4 size.
+# reports that it cut the perplexity drop of Q4_0 by 54 %. For Gemma 4, Google released QAT
+# checkpoints for every size in June 2026, among them GGUF files in llama.cpp's Q4_0 format
+# ([Google's Gemma 4 QAT models on Hugging Face](https://huggingface.co/models?author=google&search=gemma-4+qat)).
 # Q4_0 is the simplest 4-bit format: blocks of 32 weights, one scale each, no offset (exercise 12.2).
 
 # %% [markdown]
@@ -652,7 +651,7 @@ check_exercise_12_2(fake_q4_0)
 #   neurons](https://arxiv.org/abs/1308.3432), 2013: the straight-through estimator.
 # - Gemma Team, [Gemma 3 technical report](https://arxiv.org/abs/2503.19786), 2025, §2.3 (QAT); Google,
 #   [Gemma 3 QAT models](https://developers.googleblog.com/en/gemma-3-quantized-aware-trained-state-of-the-art-ai-to-consumer-gpus/);
-#   [Gemma 4 QAT Q4_0 checkpoint](https://huggingface.co/google/gemma-4-E2B-it-qat-q4_0-gguf).
+#   [Gemma 4 QAT checkpoints](https://huggingface.co/models?author=google&search=gemma-4+qat).
 # - Z. Liu et al., [KIVI: a tuning-free asymmetric 2bit quantization for KV
 #   cache](https://arxiv.org/abs/2402.02750), 2024.
 # - PyTorch, [gpt-fast](https://github.com/pytorch-labs/gpt-fast): int8/int4 weight-only decoding in plain PyTorch.
