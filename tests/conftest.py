@@ -5,6 +5,8 @@ Loading transformers' model from the GGUF takes ~35 s, so every fixture is built
 """
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,30 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
+VENDOR = ROOT / "tests" / ".vendor"  # test-only packages, outside the environment (git-ignored)
+
+
+def _torchvision_for_the_references():
+    """transformers' processors for the unified Gemma 4 and its video processors need torchvision.
+
+    The registry's torchvision 0.28.0 (the match for torch 2.13) is a CUDA build. On our CPU torch it
+    imports once the two operators its fake-kernel registrations look up exist, and its image
+    transforms then work (its compiled ops do not; none are needed). Installed into the environment
+    it would break every later ``import transformers`` that does not define them first (notebooks,
+    README examples), so it lives in ``tests/.vendor``, installed on first use, and only this test
+    process puts it on ``sys.path``. minigemma never imports it.
+    """
+    if not (VENDOR / "torchvision").is_dir():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(VENDOR),
+                        "torchvision==0.28.0"], check=True)
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    sys.path.insert(0, str(VENDOR))
+    return lib
+
+
+_TORCHVISION_OPS = _torchvision_for_the_references()  # kept alive: the definitions last as long as ``lib``
 
 
 @pytest.fixture(scope="session")
