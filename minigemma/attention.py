@@ -26,12 +26,17 @@ from .norm import RMSNorm
 from .rope import apply_rope
 
 
-def attention_mask(q_pos, k_pos, window=None, image_blocks=None):
+def attention_mask(q_pos, k_pos, window=None, image_blocks=None, bidirectional=False):
     """q_pos: (T,), k_pos: (S,) -> (T, S) bool, True where the query may look at the key.
 
     ``image_blocks`` (optional, one int per absolute position): the id of the image a token belongs
     to, -1 for text. Tokens of the same image also see each other *forwards* (bidirectional).
+    ``bidirectional`` (an encoder, ``embedding.py``): every key is visible, and a window is a radius
+    around the query, ``|q - k| <= window``, not the causal count of the query and the tokens before it.
     """
+    if bidirectional:
+        distance = (q_pos[:, None] - k_pos[None, :]).abs()  # (T, S)
+        return distance <= window if window is not None else torch.ones_like(distance, dtype=torch.bool)
     mask = k_pos[None, :] <= q_pos[:, None]  # causal
     if image_blocks is not None:
         q_block, k_block = image_blocks[q_pos], image_blocks[k_pos.clamp(min=0)]  # (T,), (S,)
@@ -61,14 +66,16 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(H * hd, D, bias=False)
         self.window = config.sliding_window if config.layer_types[layer_idx] == SLIDING else None
         self.scaling = config.attention_scaling
+        self.bidirectional = config.is_encoder  # EmbeddingGemma 2: every layer looks both ways
         self.record_probs = False  # set True to keep the attention map of the last call in .probs
 
-    def forward(self, x, cos, sin, positions, cache=None, shared_kv=None, image_blocks=None):
+    def forward(self, x, cos, sin, positions, cache=None, shared_kv=None, image_blocks=None, key_mask=None):
         """x: (B, T, D), cos/sin: (T, hd), positions: (T,) -> out (B, T, D), kv = (k, v, k_pos)
 
         ``shared_kv``: the ``kv`` another layer returned, for KV-shared layers. ``image_blocks``:
         see ``attention_mask``; only sliding layers use them (Gemma 4 keeps its global layers
-        causal even between the tokens of one image, as transformers does).
+        causal even between the tokens of one image, as transformers does). ``key_mask``: (B, T)
+        bool, False at padding, which no query may look at (the encoder's batches, ``embedding.py``).
         """
         B, T, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(B, T, self.H, self.hd)).transpose(1, 2)  # (B, H, T, hd)
@@ -87,7 +94,7 @@ class Attention(nn.Module):
             out, kv = self._one_query_at_a_time(q, k, v, positions, cache, shared_kv, blocks)
         else:
             kv = shared_kv if self.shared else self._remember(k, v, positions, cache)
-            out = self._attend(q, *kv, positions, blocks)  # (B, H, T, hd)
+            out = self._attend(q, *kv, positions, blocks, key_mask)  # (B, H, T, hd)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.H * self.hd)), kv
 
     def _remember(self, k, v, positions, cache):
@@ -101,9 +108,13 @@ class Attention(nn.Module):
             k = self.keys_from_values(v, cos_all, sin_all)  # (B, K, S, hd)
         return k, v, k_pos
 
-    def _attend(self, q, k, v, k_pos, positions, blocks):
+    def _attend(self, q, k, v, k_pos, positions, blocks, key_mask=None):
         """q: (B, H, T, hd) over k, v: (B, K, S, hd) -> (B, H, T, hd)."""
-        mask = attention_mask(positions, k_pos, self.window, blocks)  # (T, S)
+        mask = attention_mask(positions, k_pos, self.window, blocks, self.bidirectional)  # (T, S)
+        if key_mask is not None:
+            # (B, 1, T, S). A padding query far from every real token sees no key at all; PyTorch's
+            # attention then returns zeros for it (as transformers' does), and no real token reads it.
+            mask = mask & key_mask[:, None, None, :]
         if self.record_probs:
             return self._explicit(q, k, v, mask)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,

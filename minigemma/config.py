@@ -60,6 +60,8 @@ class TextConfig:
     top_k_experts: int | None = None
     moe_intermediate_size: int | None = None
     use_bidirectional_attention: str | None = None  # "vision": image tokens see each other
+    # --- EmbeddingGemma 2 only (model_type embedding_gemma2_text; embedding.py) ---
+    embedding_dim: int = 0  # width of the per-token output projection (768); 0 = a decoder with an LM head
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -94,7 +96,13 @@ class TextConfig:
 
     @property
     def is_gemma4(self) -> bool:
-        return self.model_type.startswith("gemma4")
+        return self.model_type.startswith("gemma4") or self.is_encoder
+
+    @property
+    def is_encoder(self) -> bool:
+        """EmbeddingGemma 2: Gemma 4 layers run as a bidirectional encoder (``embedding.py``). Its
+        ``sliding_window`` is a *radius*: a sliding layer sees the keys with ``|q - k| <= sliding_window``."""
+        return self.model_type == "embedding_gemma2_text"
 
     @property
     def norm_offset(self) -> float:
@@ -114,8 +122,9 @@ class TextConfig:
         return self.global_head_dim if self.is_global(i) and self.global_head_dim else self.head_dim
 
     def kv_heads_of(self, i: int) -> int:
-        # transformers applies num_global_key_value_heads only together with attention_k_eq_v.
-        if self.is_global(i) and self.attention_k_eq_v and self.num_global_key_value_heads:
+        # transformers' Gemma 4 applies num_global_key_value_heads only together with attention_k_eq_v;
+        # EmbeddingGemma 2 applies it on its own (its global layers keep their value projection).
+        if self.is_global(i) and (self.attention_k_eq_v or self.is_encoder) and self.num_global_key_value_heads:
             return self.num_global_key_value_heads
         return self.num_key_value_heads
 
@@ -145,8 +154,16 @@ class TextConfig:
         defaults = {f.name: f.default for f in fields(cls)}
         # An explicit null for a field that has a real default means "the default" (as in transformers).
         d = {k: v for k, v in d.items() if v is not None or defaults.get(k, None) is None}
-        if d.get("model_type") == "gemma4":
+        if d.get("model_type") in ("gemma4", "gemma4_unified_text"):  # the unified 12B's decoder is Gemma 4's
             d["model_type"] = "gemma4_text"
+        if d.get("model_type") == "embedding_gemma2":
+            d["model_type"] = "embedding_gemma2_text"
+        encoder = d.get("model_type") == "embedding_gemma2_text"
+        if encoder:  # fields the dict leaves out take EmbeddingGemma 2's values (transformers' defaults)
+            given_per_layer = "per_layer_config" in d
+            d = {**EMBEDDING_GEMMA2, **d}
+            if given_per_layer:  # transformers then takes the global layers' shape from it alone
+                d.pop("global_head_dim"), d.pop("num_global_key_value_heads")
         # transformers 5.x saves the global layers' head dim / KV heads per layer: {"5": {...}, ...}
         per_layer = d.pop("per_layer_config", None) or {}
         overrides = {json_key: v for entry in per_layer.values() for json_key, v in entry.items()}
@@ -179,7 +196,7 @@ class TextConfig:
         if "layer_types" not in d:
             d["layer_types"] = default_layer_types(d["num_hidden_layers"], d.get("sliding_window_pattern", 6))
         d["layer_types"] = tuple(d["layer_types"])
-        if gemma4 and d["layer_types"][-1] != FULL:  # transformers forces Gemma 4's last layer global
+        if (gemma4 or encoder) and d["layer_types"][-1] != FULL:  # transformers forces Gemma 4's last layer global
             d["layer_types"] = d["layer_types"][:-1] + (FULL,)
         for index in per_layer:
             if not 0 <= int(index) < len(d["layer_types"]) or d["layer_types"][int(index)] != FULL:
@@ -219,7 +236,18 @@ class TextConfig:
         )
 
 
-SUPPORTED_MODEL_TYPES = ("gemma3_text", "gemma3", "gemma4_text")
+SUPPORTED_MODEL_TYPES = ("gemma3_text", "gemma3", "gemma4_text", "embedding_gemma2_text")
+# EmbeddingGemma 2 (google/embeddinggemma-2): transformers' EmbeddingGemma2TextConfig defaults, which are
+# the published model's text encoder: 24 layers (5 sliding : 1 global), hidden 512, PLE 512 wide.
+# ``TextConfig.from_dict({"model_type": "embedding_gemma2"})`` is that config.
+EMBEDDING_GEMMA2 = dict(
+    model_type="embedding_gemma2_text", vocab_size=262144, hidden_size=512, intermediate_size=2048,
+    num_hidden_layers=24, num_attention_heads=4, num_key_value_heads=2, head_dim=256, global_head_dim=512,
+    num_global_key_value_heads=1, rms_norm_eps=1e-6, sliding_window=512, max_position_embeddings=262144,
+    hidden_size_per_layer_input=512, embedding_dim=768,
+    rope_parameters={FULL: {"rope_type": "default", "rope_theta": 1_000_000.0},  # plain RoPE, not p-RoPE
+                     SLIDING: {"rope_type": "default", "rope_theta": 10_000.0}},
+)
 UNSUPPORTED_IF_SET = {  # field -> values we accept
     "attn_logit_softcapping": (None,),
     "use_bidirectional_attention": (False, None, "vision"),

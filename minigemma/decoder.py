@@ -54,9 +54,10 @@ class DecoderLayer(nn.Module):
         if config.is_gemma4:
             self.register_buffer("layer_scalar", torch.ones(1))  # stored in checkpoints
 
-    def forward(self, x, cos, sin, positions, cache=None, shared_kv=None, ple_input=None, blocks=None):
-        """x: (B, T, D) -> (B, T, D), plus this layer's (k, v, k_pos) for KV-sharing layers."""
-        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, positions, cache, shared_kv, blocks)
+    def forward(self, x, cos, sin, positions, cache=None, shared_kv=None, ple_input=None, blocks=None, key_mask=None):
+        """x: (B, T, D) -> (B, T, D), plus this layer's (k, v, k_pos) for KV-sharing layers.
+        ``key_mask``: (B, T) bool, False at padding (an encoder's batch; see ``Attention.forward``)."""
+        a, kv = self.self_attn(self.input_layernorm(x), cos, sin, positions, cache, shared_kv, blocks, key_mask)
         h = x + self.post_attention_layernorm(a)
         m = self.mlp(self.pre_feedforward_layernorm(h))
         if self.moe:

@@ -32,7 +32,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .audio import AudioConfig
 from .config import TextConfig
 from .generate import default_stop_ids
 from .mtp import Drafter
@@ -41,8 +40,8 @@ from .pack import PackedEmbedding, PackedLinear
 from .quant_layers import Int4Linear, Int8Linear, QuantEmbedding, QuantExperts
 from .swap import TOWERS
 from .tokenizer import CONTROL, SPACE, Tokenizer
-from .vision import VisionConfig
-from .weights import CheckpointError, expected_keys, origin_of
+from .unified import UnifiedGemma
+from .weights import CheckpointError, expected_keys, origin_of, tower_configs
 
 MAX_SHARD_BYTES = 5 * 2**30  # transformers' former default shard size: one file up to the 4B models
 # Beside tokenizer.json (from its directory) and config.json (from the model's): files that describe
@@ -126,6 +125,13 @@ def hf_config(model, tokenizer, dtype):
         config = json.loads(json.dumps(origin.config))  # a deep copy
         config.pop("torch_dtype", None)  # transformers 4's name for dtype
         config["architectures"] = [origin.architecture]
+    elif isinstance(model, UnifiedGemma):  # built in code (tiny_random("gemma4-12b")): transformers' layout
+        text = {k: v for k, v in text_config_json(model.config, tokenizer).items() if k != "architectures"}
+        config = {"architectures": [origin.architecture], "model_type": "gemma4_unified",
+                  "text_config": {**text, "model_type": "gemma4_unified_text"}}
+        for part, kind in (("vision_config", "vision"), ("audio_config", "audio")):
+            if getattr(model, part) is not None:
+                config[part] = {**asdict(getattr(model, part)), "model_type": f"gemma4_unified_{kind}"}
     elif isinstance(model, MultimodalGemma) or origin.architecture == "Gemma4ForConditionalGeneration":
         text = {k: v for k, v in text_config_json(model.config, tokenizer).items() if k != "architectures"}
         config = {"architectures": ["Gemma4ForConditionalGeneration"], "model_type": "gemma4", "text_config": text}
@@ -171,8 +177,7 @@ def check_fits(config: dict, tensors: dict, prefix: str):
     text = TextConfig.from_dict(config)
     towers = {}
     if text.is_gemma4:
-        towers = {"vision_config": VisionConfig.from_dict(config) if config.get("vision_config") else None,
-                  "audio_config": AudioConfig.from_dict(config) if config.get("audio_config") else None}
+        towers = tower_configs(config)  # the towers, or the unified model's embedders
     expected = {hf_name(k, prefix): shape for k, shape in expected_keys(text, **towers).items()}
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     problems = [f"{k}: {tuple(t.shape)}, the config says {expected[k]}" for k, t in tensors.items()

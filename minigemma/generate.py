@@ -36,6 +36,9 @@ def default_stop_ids(tokenizer) -> set:
 
 def check_prompt(model, prompt_ids, max_new_tokens) -> list:
     """The prompt as a list of ints, or a clear error if it cannot be continued by this many tokens."""
+    if getattr(model.config, "is_encoder", False):
+        raise ValueError("this is an embedding model (EmbeddingGemma 2): it has no LM head and writes no text; "
+                         "use minigemma.embed(model, tokenizer, texts) for its vectors")
     if isinstance(prompt_ids, torch.Tensor):
         if prompt_ids.dim() > 1 and prompt_ids.shape[0] != 1:
             raise ValueError(f"generation continues one prompt; got a tensor of shape {tuple(prompt_ids.shape)} "

@@ -94,11 +94,13 @@ MAX_FRAMES = frame_count(MAX_SAMPLES)  # 2999
 MAX_TOKENS = audio_token_count(MAX_FRAMES)  # 750
 
 
-def check_waveform(waveform, sampling_rate=None):
+def check_waveform(waveform, sampling_rate=None, min_samples=FRAME_LENGTH + 1 - FRAME_LENGTH // 2):
     """-> a clean (n,) float32 array, or a clear error naming what is wrong with the clip.
 
     An array carries no rate, so ``sampling_rate`` is required with one; a ``.wav`` path carries
-    its own, so ``sampling_rate`` may be left out (if given, it must agree with the file's)."""
+    its own, so ``sampling_rate`` may be left out (if given, it must agree with the file's).
+    ``min_samples``: the shortest clip that makes one token (161 for a mel frame; 1 for the
+    unified model's raw frames, ``unified.py``)."""
     if isinstance(waveform, (str, Path)):
         waveform, file_rate = read_wav(waveform)
         if sampling_rate is not None and sampling_rate != file_rate:
@@ -124,9 +126,8 @@ def check_waveform(waveform, sampling_rate=None):
     if len(x) > MAX_SAMPLES:
         raise ValueError(f"the clip lasts {len(x) / SAMPLING_RATE:.2f} s; Gemma 4 hears at most {MAX_SECONDS} s "
                          f"({MAX_SAMPLES} samples, {MAX_TOKENS} tokens) per clip: split it into several clips")
-    if frame_count(len(x)) == 0:
-        raise ValueError(f"the clip has {len(x)} samples; it needs at least {FRAME_LENGTH + 1 - FRAME_LENGTH // 2} "
-                         "for one mel frame (one audio token)")
+    if len(x) < min_samples:  # for the default: frame_count(len(x)) == 0
+        raise ValueError(f"the clip has {len(x)} samples; it needs at least {min_samples} for one audio token")
     return x
 
 

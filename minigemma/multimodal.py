@@ -26,9 +26,10 @@ from torch import nn
 
 from .audio import AudioTower
 from .chat_tags import MARKERS
-from .log_mel import audio_token_count
+from .log_mel import audio_features, audio_token_count
 from .decoder import Gemma
 from .norm import RMSNorm
+from .preprocess import PATCH, POOL, VIDEO_FRAMES, preprocess_image, preprocess_video
 from .vision import VisionTower
 
 # Gemma 4 vocabulary ids (transformers Gemma4Config defaults; the real tokenizer.json agrees).
@@ -38,6 +39,7 @@ VIDEO_ID = 258884  # a video frame's soft token (each frame is framed by BOI/EOI
 BOA_ID, AUDIO_ID, EOA_ID = 256000, 258881, 258883  # <start_of_audio>, audio soft token, <end_of_audio>
 PLACEHOLDERS = {IMAGE_ID: "image", VIDEO_ID: "video", AUDIO_ID: "audio"}
 POOLED_PATCHES = 9  # a vision soft token pools a 3×3 block of 16-pixel patches
+RAW_FRAME = 640  # the unified model's audio token: 640 raw samples, 40 ms at 16 kHz (unified.py)
 
 
 class MultimodalEmbedder(nn.Module):
@@ -92,28 +94,56 @@ class MultimodalGemma(Gemma):
             inputs_embeds, input_ids = merge(self, input_ids, soft)  # (B, T, D); ids with pad at placeholders
         return super().forward(input_ids, inputs_embeds, cache, last_only, return_hidden, image_blocks=blocks)
 
+    def embed_media(self, kind, items):
+        """``kind`` "images" / "videos" (a list of ``(patches, positions)``, one per image or frame) or
+        "audio" (a list of features, one per clip) -> (n, D) soft tokens in order: tower, then embedder.
+        (The unified model, ``unified.py``, has embedders alone.)"""
+        if kind == "audio":
+            return self.embed_audio(self.audio_tower(items))
+        return self.embed_vision(self.vision_tower(items))
+
+    # What ``self(ids, images=[...], videos=[...], audio=[...])`` takes, made for this model: the same
+    # user code then serves the E-models and the unified model, whose media look different.
+    def preprocess_image(self, image, max_soft_tokens=280):
+        """A picture -> ``(patches (n, 768), positions (n, 2))`` (``preprocess.preprocess_image``)."""
+        self._needs("vision")
+        return preprocess_image(image, max_soft_tokens)
+
+    def preprocess_video(self, frames, fps, max_soft_tokens=70, num_frames=VIDEO_FRAMES):
+        """A clip -> ``([(patches, positions)] per sampled frame, timestamps)`` (``preprocess.preprocess_video``)."""
+        self._needs("vision")
+        return preprocess_video(frames, fps, max_soft_tokens, num_frames)
+
+    def audio_features(self, waveform, *, sampling_rate=None):
+        """A waveform -> (frames, 128) log-mel features (``log_mel.audio_features``)."""
+        self._needs("audio")
+        return audio_features(waveform, sampling_rate=sampling_rate)
+
+    def _needs(self, part):
+        if getattr(self, f"embed_{part}") is None:
+            raise ValueError(f"this model takes no {part} input: its config.json has no {part}_config")
+
 
 def soft_tokens(model, images=None, videos=None, audio=None) -> dict:
     """Run the towers -> ``{placeholder id: (n, text width) soft tokens}``, media in prompt order.
 
     ``images``: list of ``(patches, positions)``; ``videos``: list of ``(frames, timestamps)``, the
     frames a list of ``(patches, positions)`` (what ``preprocess_video`` returns); ``audio``: list of
-    log-mel feature arrays ``(frames, 128)``.
+    log-mel feature arrays ``(frames, 128)`` (the unified model: raw frames ``(tokens, 640)``).
     """
     out = {}
-    for kind, items, tower, embedder, token in (
-            ("images", images, model.vision_tower, model.embed_vision, IMAGE_ID),
-            ("videos", videos, model.vision_tower, model.embed_vision, VIDEO_ID),
-            ("audio", audio, model.audio_tower, model.embed_audio, AUDIO_ID)):
+    for kind, items, embedder, token in (("images", images, model.embed_vision, IMAGE_ID),
+                                         ("videos", videos, model.embed_vision, VIDEO_ID),
+                                         ("audio", audio, model.embed_audio, AUDIO_ID)):
         if items is None:
             continue
-        if tower is None:
+        if embedder is None:
             part = "audio" if kind == "audio" else "vision"
-            raise ValueError(f"{kind} were passed but this model has no {part} tower (its checkpoint has none, "
-                             f"or it was loaded as a text-only model)")
+            raise ValueError(f"{kind} were passed but this model has no {part} tower or embedder (its checkpoint "
+                             f"has none, or it was loaded as a text-only model)")
         if kind == "videos":
             items = [frame for frames, _ in items for frame in frames]  # every frame is one small image
-        out[token] = embedder(tower(list(items)))  # (n, D)
+        out[token] = model.embed_media(kind, list(items))  # (n, D)
     return out
 
 
@@ -151,6 +181,22 @@ def vision_blocks(input_ids):
     return torch.where(is_vision, torch.cumsum(starts.long(), 0) - 1, -1)
 
 
+def image_token_count(patches) -> int:
+    """Soft tokens of one image: each covers 48×48 pixels, nine 16-pixel patches (768 values each) that
+    an E-model tower pools, or one 48-pixel patch (6912 values) that the unified model reads whole."""
+    n, values = patches.shape
+    return n if values == 3 * (PATCH * POOL) ** 2 else n // POOLED_PATCHES
+
+
+def audio_token_count_of(features) -> int:
+    """Soft tokens of one clip: one per 4 log-mel frames (E-models), or one per raw 640-sample frame."""
+    if getattr(features, "ndim", None) != 2:
+        raise ValueError(f"an audio item must be a 2-D array of features (what model.audio_features(waveform, "
+                         f"sampling_rate=16000) returns), not {type(features).__name__} of shape "
+                         f"{getattr(features, 'shape', None)}")
+    return len(features) if features.shape[1] == RAW_FRAME else audio_token_count(len(features))
+
+
 def _timestamp(seconds: float) -> str:
     return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
 
@@ -159,7 +205,8 @@ def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_
     """Prompt ids for a text with ``<|image|>``, ``<|video|>`` and ``<|audio|>`` markers, one per item.
 
     images: ``(patches, positions)`` per image; videos: ``(frames, timestamps in seconds)`` per video
-    (what ``preprocess_video`` returns); audio: a ``(frames, 128)`` feature array per clip. Each marker
+    (what ``preprocess_video`` returns); audio: a ``(frames, 128)`` feature array per clip (for the
+    unified model: 48-pixel patches and ``(tokens, 640)`` raw frames, ``unified.py``). Each marker
     becomes what transformers' ``Gemma4Processor`` writes: ``BOI + IMAGE×n + EOI`` for an image;
     ``"MM:SS " + BOI + VIDEO×n + EOI`` per frame, joined by spaces, for a video; ``BOA + AUDIO×n + EOA``
     for a clip. Text runs are tokenized whole, so the result equals tokenizing the full string with
@@ -181,14 +228,14 @@ def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_
         parts.append(rest[:at])
         item = queues[marker].pop(0)
         if marker == MARKERS["image"]:
-            parts.append([BOI_ID] + [IMAGE_ID] * (len(item[1]) // POOLED_PATCHES) + [EOI_ID])
+            parts.append([BOI_ID] + [IMAGE_ID] * image_token_count(item[0]) + [EOI_ID])
         elif marker == MARKERS["audio"]:
-            parts.append([BOA_ID] + [AUDIO_ID] * audio_token_count(len(item)) + [EOA_ID])
+            parts.append([BOA_ID] + [AUDIO_ID] * audio_token_count_of(item) + [EOA_ID])
         else:
             frames, times = item
-            for j, ((_, positions), t) in enumerate(zip(frames, times, strict=True)):
+            for j, ((patches, _), t) in enumerate(zip(frames, times, strict=True)):
                 parts += [(" " if j else "") + _timestamp(t) + " ",
-                          [BOI_ID] + [VIDEO_ID] * (len(positions) // POOLED_PATCHES) + [EOI_ID]]
+                          [BOI_ID] + [VIDEO_ID] * image_token_count(patches) + [EOI_ID]]
         rest = rest[at + len(marker):]
     ids = [tokenizer.bos_id] if add_bos else []
     text_run = ""
@@ -204,8 +251,9 @@ def multimodal_prompt(tokenizer, text: str, images=(), videos=(), audio=(), add_
 
 
 def has_towers(model) -> bool:
-    """Whether ``model`` can see or hear: a ``MultimodalGemma`` with at least one tower."""
-    return getattr(model, "vision_tower", None) is not None or getattr(model, "audio_tower", None) is not None
+    """Whether ``model`` can see or hear: a ``MultimodalGemma`` with at least one tower (or, for the
+    unified model, embedder)."""
+    return getattr(model, "embed_vision", None) is not None or getattr(model, "embed_audio", None) is not None
 
 
 def _is_image(x):  # (patches (n, 768) float, positions (n, 2) int): what preprocess_image returns

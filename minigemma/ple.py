@@ -24,11 +24,18 @@ from .row_exact import each_row
 from .mlp import gelu
 
 
+def per_layer_projection(inputs_embeds, projection, norm, num_layers: int, ple_dim: int):
+    """embeds: (B, T, D) -> the projection part alone, (B, T, layers, ple_dim). EmbeddingGemma 2
+    keeps only this part as its per-layer inputs (no table, no mix; ``embedding.py``)."""
+    B, T, D = inputs_embeds.shape
+    projected = projection(inputs_embeds) * D ** -0.5  # (B, T, layers * ple_dim)
+    return norm(projected.view(B, T, num_layers, ple_dim))  # (B, T, L, P): normed per layer
+
+
 def per_layer_inputs(input_ids, inputs_embeds, table, projection, norm, num_layers: int, ple_dim: int):
     """ids: (B, T), embeds: (B, T, D) -> per-layer inputs (B, T, layers, ple_dim)."""
     B, T, D = inputs_embeds.shape
-    projected = projection(inputs_embeds) * D ** -0.5  # (B, T, layers * ple_dim)
-    projected = norm(projected.view(B, T, num_layers, ple_dim))  # (B, T, L, P): normed per layer
+    projected = per_layer_projection(inputs_embeds, projection, norm, num_layers, ple_dim)  # (B, T, L, P)
     scale = torch.tensor(ple_dim ** 0.5, dtype=inputs_embeds.dtype)  # rounded in the weight dtype
     token = (table(input_ids) * scale).view(B, T, num_layers, ple_dim)  # (B, T, L, P)
     return (projected + token) * 2 ** -0.5

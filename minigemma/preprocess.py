@@ -86,15 +86,16 @@ def to_rgb(image) -> np.ndarray:
     return a
 
 
-def patchify(pixels: np.ndarray):
-    """(H, W, 3) floats, H and W multiples of 16 -> patches (n, 768), positions (n, 2) as (x, y).
+def patchify(pixels: np.ndarray, size: int = PATCH):
+    """(H, W, 3) floats, H and W multiples of ``size`` -> patches (n, size²·3), positions (n, 2) as (x, y).
 
     Patches are numbered row by row; inside a patch, pixels row by row with their 3 channels last.
+    (The unified model cuts 48-pixel patches: ``unified.py``.)
     """
     H, W, C = pixels.shape
-    rows, cols = H // PATCH, W // PATCH
-    grid = pixels.reshape(rows, PATCH, cols, PATCH, C).transpose(0, 2, 1, 3, 4)  # (rows, cols, 16, 16, 3)
-    patches = grid.reshape(rows * cols, PATCH * PATCH * C)  # (n, 768)
+    rows, cols = H // size, W // size
+    grid = pixels.reshape(rows, size, cols, size, C).transpose(0, 2, 1, 3, 4)  # (rows, cols, size, size, 3)
+    patches = grid.reshape(rows * cols, size * size * C)  # (n, 768) for 16-pixel patches
     y, x = np.divmod(np.arange(rows * cols), cols)  # patch i sits in row i // cols, column i % cols
     return torch.from_numpy(np.ascontiguousarray(patches)), torch.from_numpy(np.stack([x, y], axis=-1))
 

@@ -12,6 +12,7 @@ One correction to our own architecture notes: JAX sets ``override_ffw_hidden_for
 
 from .audio import AudioConfig
 from .config import FULL, SLIDING, TextConfig
+from .unified import UnifiedAudioConfig, UnifiedVisionConfig
 from .vision import VisionConfig
 
 
@@ -65,9 +66,26 @@ PRESETS = {
 AUDIO_PRESETS = {"gemma4-e2b": AudioConfig(), "gemma4-e4b": AudioConfig()}
 
 
+# The unified 12B (transformers ``gemma4_unified``, ``unified.py``): no encoders, no PLE, no experts.
+# Kept apart from PRESETS, the four models of the April release that the notebooks tabulate.
+# Numbers: the brief of issue 23 (48 layers, width 3840) and the gemma4-pt-claude 0.2.0 factory
+# ``gemma4_12b`` (16 heads, 8 KV heads, 1 global KV head, keys as values, 5:1, window 1024, MLP
+# 4 × 3840), which says it checked them against google/gemma-4-12B-it's config.json; we could not
+# read that file. The media configs are transformers' defaults (mm_embed_dim 3840, table 1120, 640).
+UNIFIED_PRESETS = {
+    "gemma4-12b": TextConfig(**_COMMON, hidden_size=3840, intermediate_size=4 * 3840, num_hidden_layers=48,
+                             num_attention_heads=16, num_key_value_heads=8, num_global_key_value_heads=1,
+                             attention_k_eq_v=True, sliding_window=1024, layer_types=_pattern(5, 48),
+                             use_bidirectional_attention="vision", max_position_embeddings=262144),
+}
+UNIFIED_MEDIA = {"gemma4-12b": (UnifiedVisionConfig(), UnifiedAudioConfig())}
+
+
 def preset(name: str) -> TextConfig:
+    if name in UNIFIED_PRESETS:
+        return UNIFIED_PRESETS[name]
     if name not in PRESETS:
-        raise KeyError(f"no preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise KeyError(f"no preset {name!r}; choose one of {', '.join([*PRESETS, *UNIFIED_PRESETS])}")
     return PRESETS[name]
 
 

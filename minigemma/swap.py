@@ -14,7 +14,8 @@ clip, not once per generated token, so their speed and size matter much less.
 
 from torch import nn
 
-TOWERS = ("vision_tower", "embed_vision", "audio_tower", "embed_audio")  # attribute names on the model
+# attribute names on the model (vision_embedder: the unified model's, unified.py)
+TOWERS = ("vision_tower", "embed_vision", "audio_tower", "embed_audio", "vision_embedder")
 
 
 def decoder_modules(model: nn.Module):

