@@ -791,3 +791,161 @@ def check_exercise_14_2(fn):
         want = sum(p.numel() for p in trainable_parameters(model))
         assert got == want, f"{name}, r={r}, targets {targets}: expected {want:,} parameters, got {got:,}"
     _ok("14.2")
+
+
+# --- 15_encoder_free_unified_model -----------------------------------------------------------
+
+
+def check_exercise_15_1(fn):
+    """fn(patches (9n, 768), positions (9n, 2)) -> (patches (n, 6912), positions (n, 2)), row by row."""
+    from minigemma.preprocess import patchify
+
+    gen = torch.Generator().manual_seed(15)
+    for h, w in ((48, 48), (96, 144), (192, 96), (144, 240)):
+        image = torch.rand(h, w, 3, generator=gen).numpy()
+        p16, pos16 = patchify(image, 16)
+        want_p, want_pos = patchify(image, 48)
+        order = torch.randperm(len(p16), generator=gen)  # any order in, row by row out
+        got = _attempt("15.1", fn, p16[order].clone(), pos16[order].clone())
+        if got is None:
+            return
+        got_p, got_pos = (torch.as_tensor(x) for x in got)
+        assert tuple(got_p.shape) == tuple(want_p.shape), (f"a {h}×{w} image: expected patches of shape "
+                                                           f"{tuple(want_p.shape)}, got {tuple(got_p.shape)}")
+        assert torch.equal(got_pos.long(), want_pos), (f"a {h}×{w} image: positions should be the (column, row) "
+                                                       f"of each 48-pixel patch, numbered row by row; got "
+                                                       f"{got_pos[:4].tolist()}…, expected {want_pos[:4].tolist()}…")
+        if not torch.allclose(got_p.float(), want_p):
+            nine = torch.stack([p16[(pos16[:, 0] // 3 == x) & (pos16[:, 1] // 3 == y)].reshape(-1) for x, y in want_pos])
+            hint = (" (that is the nine patches one after another: a 48-pixel patch is flattened row by row over "
+                    "48 pixels, so each row of it crosses three 16-pixel patches)") if torch.allclose(got_p.float(), nine) else ""
+            raise AssertionError(f"a {h}×{w} image: the 48-pixel patches differ from the image's 48×48 squares "
+                                 f"flattened row by row, colours last{hint}")
+    _ok("15.1")
+
+
+def _random_unified_embedder(seed, width=16, text=24):
+    from minigemma.multimodal import MultimodalEmbedder
+    from minigemma.unified import PatchEmbedder, UnifiedVisionConfig
+
+    torch.manual_seed(seed)
+    patch = PatchEmbedder(UnifiedVisionConfig(mm_embed_dim=width, output_proj_dims=width, mm_posemb_size=8))
+    out = MultimodalEmbedder(width, text)
+    with torch.no_grad():
+        for t in [*patch.parameters(), *out.parameters()]:
+            t.copy_(torch.randn(t.shape) * (0.3 if t.dim() > 1 else 1.0) + (1.0 if t.dim() == 1 else 0.0))
+    return lambda p, pos: out(patch([(p, pos)]))
+
+
+def check_exercise_15_2(fn):
+    """fn(patches (n, 6912) in [0, 1]) -> other patches in [0, 1] the 12B's embedder cannot tell apart."""
+    gen = torch.Generator().manual_seed(152)
+    for trial in range(3):
+        n = 4 + 3 * trial
+        patches = 0.15 + 0.7 * torch.rand(n, 6912, generator=gen)  # pixels in [0.15, 0.85]
+        positions = torch.randint(0, 8, (n, 2), generator=gen)
+        got = _attempt("15.2", fn, patches.clone())
+        if got is None:
+            return
+        got = torch.as_tensor(got).float()
+        assert got.shape == patches.shape, f"expected patches of shape {tuple(patches.shape)}, got {tuple(got.shape)}"
+        assert got.min() >= -1e-6 and got.max() <= 1 + 1e-6, "pixel values must stay in [0, 1]"
+        assert (got - patches).abs().max() >= 0.1, "no pixel moved by 0.1 or more: change the picture visibly"
+        for seed in (trial, 10 + trial):
+            embed = _random_unified_embedder(seed)
+            with torch.no_grad():
+                before, after = embed(patches, positions), embed(got, positions)
+            change = ((after - before).norm() / before.norm()).item()
+            assert change < 1e-3, (f"the embedder's soft tokens moved by {change:.1%}: it can see this change. "
+                                   "What does the very first step do to a patch, and which changes does it undo? "
+                                   "(Treat every patch on its own; and keep its contrast: the norm's eps sees "
+                                   "very flat patches.)")
+    _ok("15.2")
+
+
+def check_exercise_15_3(fn):
+    """fn(vision_config, text_width) -> parameters of the 12B's vision_embedder + embed_vision."""
+    from dataclasses import replace
+
+    from minigemma.multimodal import MultimodalEmbedder
+    from minigemma.unified import PatchEmbedder, UnifiedVisionConfig
+
+    base = UnifiedVisionConfig()
+    cases = [(base, 3840), (replace(base, mm_embed_dim=64, output_proj_dims=64, mm_posemb_size=40), 96),
+             (replace(base, mm_embed_dim=1152, output_proj_dims=1152, mm_posemb_size=300), 2560)]
+    for config, text in cases:
+        got = _attempt("15.3", fn, config, text)
+        if got is None:
+            return
+        with torch.device("meta"):
+            parts = [PatchEmbedder(config), MultimodalEmbedder(config.mm_embed_dim, text)]
+        want = sum(p.numel() for m in parts for p in m.parameters())
+        E = config.mm_embed_dim
+        hint = ""
+        if want - got == config.mm_posemb_size * E:
+            hint = " (the position table holds a vector per column *and* one per row)"
+        elif want - got in (6912 + 2 * E, 6912 + 3 * E):  # the biases left out
+            hint = " (LayerNorms have a weight and a bias; the dense layer has a bias too)"
+        assert got == want, (f"mm_embed_dim {E}, mm_posemb_size {config.mm_posemb_size}, text width {text}: "
+                             f"expected {want:,} parameters, got {got:,}{hint}")
+    _ok("15.3")
+
+
+# --- 16_embeddings_and_retrieval -------------------------------------------------------------
+
+
+def check_exercise_16_1(fn):
+    """fn(out, mask) -> (B, E) mean of each row's outputs over its own tokens (mask 1), padding left out."""
+    from minigemma.embedding import pool
+
+    gen = torch.Generator().manual_seed(16)
+    for lengths, T, E in (([5, 2, 7], 7, 4), ([1, 9], 12, 3), ([3], 3, 6)):
+        out = torch.randn(len(lengths), T, E, generator=gen) + 3.0  # padding rows far from zero
+        mask = (torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]).long()  # (B, T)
+        got = _attempt("16.1", fn, out.clone(), mask.clone())
+        if got is None:
+            return
+        want = pool(out, mask)
+        assert tuple(got.shape) == tuple(want.shape), f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
+        assert torch.allclose(got.float(), want, atol=1e-5), (
+            f"lengths {lengths} padded to {T}: wrong means. Are the padding positions (mask 0) left out of "
+            "both the sum and the count?")
+    _ok("16.1")
+
+
+def check_exercise_16_2(fn):
+    """fn(q, d, tau) -> one-way InfoNCE: cross-entropy of each query picking its own row of d."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(17)
+    for B, dim, tau in ((6, 8, 0.05), (3, 4, 1.0), (10, 16, 0.2)):
+        q = F.normalize(torch.randn(B, dim, generator=gen), dim=-1)
+        d = F.normalize(q + 0.5 * torch.randn(B, dim, generator=gen), dim=-1)
+        got = _attempt("16.2", fn, q.clone(), d.clone(), tau)
+        if got is None:
+            return
+        want = F.cross_entropy(q @ d.T / tau, torch.arange(B))
+        assert torch.as_tensor(got).numel() == 1, "the loss is one number (the mean over the queries)"
+        assert abs(float(got) - float(want)) < 1e-4, (
+            f"B={B}, tau={tau}: expected {float(want):.4f}, got {float(got):.4f} (divide the cosines by tau; "
+            "row i's right answer is column i; average over the queries)")
+    _ok("16.2")
+
+
+def check_exercise_16_3(fn):
+    """fn(q, d, k) -> fraction of queries whose own document is among the k highest cosines."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(18)
+    for N, dim, k in ((20, 8, 1), (30, 4, 3), (12, 6, 5)):
+        q = F.normalize(torch.randn(N, dim, generator=gen), dim=-1)
+        d = F.normalize(q + 0.9 * torch.randn(N, dim, generator=gen), dim=-1)
+        got = _attempt("16.3", fn, q.clone(), d.clone(), k)
+        if got is None:
+            return
+        top = (q @ d.T).topk(k, dim=1).indices  # (N, k): each query's k best documents
+        want = (top == torch.arange(N)[:, None]).any(1).float().mean().item()
+        assert abs(float(got) - want) < 1e-6, (
+            f"N={N}, k={k}: expected {want:.4f}, got {float(got):.4f} (rank the documents for each query, "
+            "i.e. along each row of q @ d.T, not the queries for each document)")
+    _ok("16.3")

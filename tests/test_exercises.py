@@ -275,3 +275,45 @@ def test_fine_tuning_exercises(capsys):
         checks.check_exercise_14_2(lambda c, r, t: sum(r * (c.hidden_size + c.num_attention_heads * c.head_dim_of(i))
                                                         + r * (c.hidden_size + c.kv_heads_of(i) * c.head_dim_of(i))
                                                         for i in range(c.num_hidden_layers)))
+
+
+def test_encoder_free_unified_model_exercises(capsys):
+    s15 = solutions("15_encoder_free_unified_model")
+    checks.check_exercise_15_1(s15.merge_patches)
+    checks.check_exercise_15_2(s15.invisible)
+    checks.check_exercise_15_3(s15.embedder_parameters)
+    assert capsys.readouterr().out.count("correct!") == 3
+    checks.check_exercise_15_2(stub)
+    assert "not attempted yet" in capsys.readouterr().out
+
+    def nine_in_a_row(patches, positions):  # the 9 patches one after another, not rows of 48 pixels
+        _, pos = s15.merge_patches(patches, positions)
+        merged = []
+        for x, y in pos.tolist():
+            inside = torch.nonzero((positions[:, 0] // 3 == x) & (positions[:, 1] // 3 == y)).flatten()
+            inside = inside[torch.argsort(positions[inside, 1] * 1000 + positions[inside, 0])]  # reading order
+            merged.append(patches[inside].reshape(-1))
+        return torch.stack(merged), pos
+    with pytest.raises(AssertionError, match="one after another"):
+        checks.check_exercise_15_1(nine_in_a_row)
+    with pytest.raises(AssertionError, match="can see this change"):  # more red: not the same change for every number
+        checks.check_exercise_15_2(lambda p: (p.reshape(len(p), -1, 3) * torch.tensor([1.0, 0.8, 0.8])).reshape(len(p), -1))
+    with pytest.raises(AssertionError, match="a vector per column"):
+        checks.check_exercise_15_3(lambda c, t: s15.embedder_parameters(c, t) - c.mm_posemb_size * c.mm_embed_dim)
+
+
+def test_embeddings_exercises(capsys):
+    s16 = solutions("16_embeddings_and_retrieval")
+    checks.check_exercise_16_1(s16.mean_pool)
+    checks.check_exercise_16_2(s16.info_nce)
+    checks.check_exercise_16_3(s16.recall_at_k)
+    assert capsys.readouterr().out.count("correct!") == 3
+    checks.check_exercise_16_1(stub)
+    assert "not attempted yet" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="padding positions"):  # averaged the padding in
+        checks.check_exercise_16_1(lambda out, mask: out.mean(1))
+    with pytest.raises(AssertionError, match="divide the cosines by tau"):  # forgot the temperature
+        checks.check_exercise_16_2(lambda q, d, tau: torch.nn.functional.cross_entropy(q @ d.T, torch.arange(len(q))))
+    with pytest.raises(AssertionError, match="along each row"):  # ranked the queries for each document
+        checks.check_exercise_16_3(lambda q, d, k: (((q @ d.T).topk(k, dim=0).indices
+                                                     == torch.arange(len(q))[None, :]).any(0).float().mean().item()))

@@ -1,6 +1,6 @@
 """Every code block of the README runs as printed, and what it shows is what it does.
 
-Python blocks run one by one, each in a fresh namespace, in a scratch folder where ``data/`` is the
+Python blocks run one by one, each in a fresh namespace, in a scratch folder where ``data/`` and ``notebooks/`` are the
 repository's (so files they write stay out of the repository). Bash blocks: the set-up command is
 the one ``.ci/run`` runs (its install half) and its run half prints the output the README shows;
 the CPU-wheel variant differs only in PyTorch's index; the test command is ``.ci/run``'s; the
@@ -28,6 +28,7 @@ CPU_INDEX = "--index-url https://download.pytorch.org/whl/cpu"
 @pytest.fixture
 def scratch(tmp_path, monkeypatch):
     (tmp_path / "data").symlink_to(ROOT / "data")
+    (tmp_path / "notebooks").symlink_to(ROOT / "notebooks")  # the course's scripts (notebook 16's model)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -44,7 +45,7 @@ def test_python_block_runs(index, scratch):
 
 
 def test_the_blocks_are_the_ones_this_file_knows():
-    assert len(PYTHON) == 6 and len(BASH) == 4
+    assert len(PYTHON) == 8 and len(BASH) == 4
 
 
 def test_set_up_command_is_what_ci_installs_and_prints_what_the_readme_shows():
