@@ -101,6 +101,8 @@ def check_exportable(model):
     """Raise, naming the layer and the fix, if a swap left no float weights to write (``swap.py``)."""
     if isinstance(model, Drafter):
         raise ValueError("exporting a Gemma 4 assistant (MTP drafter) is not supported: copy its directory instead")
+    if getattr(getattr(model, "config", None), "is_encoder", False):
+        raise ValueError("exporting an embedding model (EmbeddingGemma 2) is not supported: copy its directory instead")
     for name, module in model.named_modules():
         if hasattr(module, "lora_A"):  # lora.py's layers; checked by attribute, so this file need not import it
             raise ValueError(f"{name} carries unmerged LoRA adapters: merge them into the weights first "

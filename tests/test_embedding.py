@@ -246,8 +246,10 @@ def test_loading_is_strict_and_names_the_tensor(pair, tmp_path):
 
 
 @pytest.mark.parametrize("pair", ["mha"], indirect=True)  # one shape is enough
-def test_clear_errors(pair):
+def test_clear_errors(pair, tmp_path):
     shape, _, model, tokenizer, _ = pair
+    with pytest.raises(ValueError, match=r"exporting an embedding model \(EmbeddingGemma 2\) is not supported"):
+        minigemma.save_pretrained(model, tokenizer, tmp_path / "export")
     with pytest.raises(ValueError, match=r"dim=100 is not a size this model was trained for: choose one of "
                                          r"\(300, 256, 128\)"):
         embed(model, tokenizer, ["hi"], dim=100)
