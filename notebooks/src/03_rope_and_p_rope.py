@@ -289,9 +289,9 @@ ids = torch.tensor([tok.encode(open("../data/sample_text.txt", encoding="utf-8")
 T, C = ids.shape[1], 192
 scores_seen = []  # (layer kind, query heads, queries, keys) of every attention call
 attend = Attention._attend
-def recording(self, q, k, v, k_pos, positions, blocks):
+def recording(self, q, k, v, *rest):  # q: (B, H, T, hd), k: (B, K, S, hd)
     scores_seen.append(("sliding" if self.window else "global", q.shape[1], q.shape[2], k.shape[2]))
-    return attend(self, q, k, v, k_pos, positions, blocks)
+    return attend(self, q, k, v, *rest)
 
 with torch.no_grad(), mock.patch.object(Attention, "_attend", recording):
     one_pass = model.hidden_states(ids)  # (1, T, 640): the final normed hidden states
