@@ -41,7 +41,7 @@ from minigemma.config import FULL, SLIDING, TextConfig
 from minigemma.embedding import EmbeddingGemma, embed, pool
 from minigemma.tokenizer import Tokenizer
 from minigemma.weights import resolve
-from tiny_moe import UNK, TinyVocab
+from tiny_moe import UNK, TinyVocab, save  # save: weights, config, the kept Gemma ids
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ROOT / "data" / "pairs"
@@ -278,18 +278,6 @@ def train(model, tokenizer, steps=120, batch=BATCH, lr=2e-3, dims=MRL_DIMS, seed
     return losses
 
 
-def save(model, tokenizer, out=OUT):
-    from dataclasses import asdict
-
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "model.safetensors")
-    (out / "config.json").write_text(json.dumps(asdict(model.config), indent=1))
-    (out / "vocab.json").write_text(json.dumps(tokenizer.gemma_ids))
-
-
 def load_tiny_embed(directory=OUT):
     """-> (model, tokenizer, log): the committed tiny embedding model."""
     from safetensors.torch import load_file
@@ -315,7 +303,7 @@ def run(steps=120, seed=0, out=OUT, progress=True):
     start = time.time()
     log["losses"] = train(model, tokenizer, steps, seed=seed, progress=progress)
     log["seconds"] = round(time.time() - start)
-    save(model, tokenizer, out)
+    save(model, tokenizer, out)  # tiny_moe.save: the tokenizer's gemma_ids are the vocabulary
     log["recall_after"] = measure(load_tiny_embed(out)[0], tokenizer)  # as a reader reloads it
     control = new_model(len(tokenizer.gemma_ids), seed)
     log["control_losses"] = train(control, tokenizer, steps, dims=(MRL_DIMS[0],), seed=seed, progress=progress)
